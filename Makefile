@@ -1,0 +1,137 @@
+# FHIR lakehouse on Airflow: local commands.
+#   make demo   - set up, generate a day of data, run the pipeline in Airflow (UI on :8080)
+#   make test   - set up, run the whole test suite (what CI runs)
+# Everything installed lives in .venv/ and node_modules/; all local state in .local/.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+REPO := $(CURDIR)
+VENV := $(REPO)/.venv
+LOCAL := $(REPO)/.local
+RUN_DIR := $(LOCAL)/run
+JARS_DIR := $(LOCAL)/jars
+PHI_KEY_FILE := $(LOCAL)/phi_hash_key
+
+# Demo / generator defaults (override on the command line: make demo PATIENTS=500)
+PATIENTS ?= 200
+SEED ?= 42
+DATE ?= $(shell date -u -d yesterday +%F)
+
+# --- Environment every command below runs in --------------------------------
+export PATH := $(VENV)/bin:$(PATH)
+# plugins/ is on sys.path in every Airflow component; tests and tools get the same.
+export PYTHONPATH := $(REPO):$(REPO)/plugins
+export FHIR_SPARK_JARS_DIR := $(JARS_DIR)
+export FHIR_LANDING_URI ?= $(LOCAL)/landing
+export FHIR_LAKEHOUSE_URI ?= $(LOCAL)/lakehouse
+export MLFLOW_TRACKING_URI ?= sqlite:///$(LOCAL)/mlflow/mlflow.db
+# The PHI hashing key (SPEC §6): generated once into .local/, never committed or printed.
+export FHIR_PHI_HASH_KEY = $(shell cat $(PHI_KEY_FILE) 2>/dev/null)
+
+# Airflow: local home, SQLite, LocalExecutor, this repo's dags/ and plugins/.
+export AIRFLOW_HOME := $(LOCAL)/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(REPO)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(REPO)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__EXECUTOR := LocalExecutor
+export AIRFLOW__CORE__PARALLELISM := 4
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(LOCAL)/airflow/airflow.db
+# Connections come from the environment (AIRFLOW_CONN_<ID>), never from the metadata DB.
+export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[2]", "extra": {"deploy-mode": "client"}}
+
+.PHONY: help setup lock test demo airflow down generate env clean
+
+help:
+	@echo "make demo      set up, generate data for DATE=$(DATE), start Airflow with the pipeline"
+	@echo "make test      set up, run the whole test suite"
+	@echo "make setup     create .venv, fetch Spark jars and Azurite (idempotent)"
+	@echo "make airflow   start 'airflow standalone' in the background (UI on :8080)"
+	@echo "make down      stop every process 'make airflow' started"
+	@echo "make generate  synthetic FHIR landing data: PATIENTS=$(PATIENTS) SEED=$(SEED) DATE=$(DATE)"
+	@echo "make lock      re-resolve constraints.txt from requirements*.txt"
+	@echo "eval \$$(make -s env)  export this environment into your shell"
+
+# --- Setup: each step is a file target, so a second run does nothing --------
+setup: $(VENV)/.installed $(JARS_DIR)/.fetched node_modules/.installed $(PHI_KEY_FILE)
+
+$(VENV)/.installed: constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	@command -v java >/dev/null || { echo "Java 17 is required (java not found)"; exit 1; }
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet "$$(grep '^uv==' constraints.txt)"
+	$(VENV)/bin/uv pip sync --quiet --python $(VENV)/bin/python constraints.txt
+	touch $@
+
+$(JARS_DIR)/.fetched: include/spark/pom.xml
+	@command -v mvn >/dev/null || { echo "Maven is required to fetch the Spark jars (mvn not found)"; exit 1; }
+	rm -rf $(JARS_DIR) && mkdir -p $(JARS_DIR)
+	mvn --batch-mode --quiet -f include/spark/pom.xml dependency:copy-dependencies \
+	    -DexcludeTransitive=true -DoutputDirectory=$(JARS_DIR)
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js/npm is required for Azurite (npm not found)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(PHI_KEY_FILE):
+	mkdir -p $(LOCAL)
+	umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_hex(32))" > $@
+
+lock:
+	$(VENV)/bin/uv pip compile requirements.txt requirements-dev.txt \
+	    --python-version 3.11 --no-header -o constraints.txt
+
+env:
+	@for v in PATH PYTHONPATH FHIR_SPARK_JARS_DIR FHIR_LANDING_URI FHIR_LAKEHOUSE_URI \
+	    MLFLOW_TRACKING_URI FHIR_PHI_HASH_KEY AIRFLOW_HOME AIRFLOW__CORE__DAGS_FOLDER \
+	    AIRFLOW__CORE__PLUGINS_FOLDER AIRFLOW__CORE__LOAD_EXAMPLES AIRFLOW__CORE__EXECUTOR \
+	    AIRFLOW__CORE__PARALLELISM AIRFLOW__DATABASE__SQL_ALCHEMY_CONN AIRFLOW_CONN_SPARK_DEFAULT; do \
+	    printf "export %s=%q\n" "$$v" "$${!v}"; done
+
+# --- Test suite (what CI runs) -------------------------------------------------
+PYTEST_ARGS ?=
+test: setup
+	pytest $(PYTEST_ARGS)
+
+# --- Data ---------------------------------------------------------------------
+generate: setup
+	python -m tools.fhir_generator --patients $(PATIENTS) --seed $(SEED) \
+	    --out $(FHIR_LANDING_URI) --date $(DATE) --overwrite
+
+# --- Airflow (embedded default: standalone, SQLite, LocalExecutor) -------------
+airflow: setup
+	@mkdir -p $(RUN_DIR) $(AIRFLOW_HOME)
+	@if [ -f $(RUN_DIR)/airflow.pid ] && kill -0 "$$(cat $(RUN_DIR)/airflow.pid)" 2>/dev/null; then \
+	    echo "Airflow is already running (pid $$(cat $(RUN_DIR)/airflow.pid))"; \
+	else \
+	    setsid nohup airflow standalone > $(RUN_DIR)/airflow.log 2>&1 < /dev/null & \
+	    echo $$! > $(RUN_DIR)/airflow.pid; \
+	    echo "Starting Airflow (log: $(RUN_DIR)/airflow.log) ..."; \
+	fi
+	@for i in $$(seq 1 120); do \
+	    curl -sf http://localhost:8080/api/v2/monitor/health >/dev/null && break; \
+	    kill -0 "$$(cat $(RUN_DIR)/airflow.pid)" 2>/dev/null || { echo "Airflow exited; see $(RUN_DIR)/airflow.log"; exit 1; }; \
+	    sleep 2; done
+	@curl -sf http://localhost:8080/api/v2/monitor/health >/dev/null || { echo "Airflow did not become healthy in 4 min; see $(RUN_DIR)/airflow.log"; exit 1; }
+	@echo "Airflow UI: http://localhost:8080  login: admin / $$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['admin'])" $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
+	@echo "Stop everything with: make down"
+
+# SIGTERM to `airflow standalone` does not stop its children (SPEC §2): stop the
+# whole process group that setsid gave it, then make sure nothing is left.
+down:
+	@if [ -f $(RUN_DIR)/airflow.pid ]; then \
+	    pgid=$$(cat $(RUN_DIR)/airflow.pid); \
+	    kill -TERM -- -$$pgid 2>/dev/null || true; \
+	    for i in $$(seq 1 20); do pgrep -g $$pgid >/dev/null || break; sleep 1; done; \
+	    kill -KILL -- -$$pgid 2>/dev/null || true; \
+	    rm -f $(RUN_DIR)/airflow.pid; echo "Airflow stopped"; \
+	else echo "Airflow is not running (no $(RUN_DIR)/airflow.pid)"; fi
+
+demo: setup generate airflow
+
+clean: down
+	rm -rf $(LOCAL)/lakehouse $(LOCAL)/landing $(LOCAL)/mlflow $(LOCAL)/airflow $(LOCAL)/run

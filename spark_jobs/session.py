@@ -1,0 +1,103 @@
+"""The one SparkSession builder used by every job and every test.
+
+Defaults suit a laptop or CI box (local[2], UTC, few shuffle partitions, Delta
+Lake enabled from the jars `make setup` put in `.local/jars/`). Anything the
+caller already configured wins: a `spark-submit --conf k=v` (or `--master`,
+`--jars`) is never overridden, so the same job runs unchanged on a Spark
+cluster. On Databricks the runtime already provides Delta, so only the
+session-level settings are applied there.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+from pyspark import SparkConf, SparkContext
+from pyspark.sql import SparkSession
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JARS_DIR = REPO_ROOT / ".local" / "jars"
+
+# Settings that only make sense when we launch the JVM ourselves (local mode).
+LOCAL_DEFAULTS: dict[str, str] = {
+    "spark.master": "local[2]",
+    "spark.driver.memory": "2g",
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    # Two cores: a handful of partitions beats Spark's default 200 tasks per shuffle.
+    "spark.sql.shuffle.partitions": "4",
+    # Delta rebuilds table state with 50 tasks by default, which dominates small jobs.
+    "spark.databricks.delta.snapshotPartitions": "2",
+    # The per-commit checksum file costs a full state reconstruction (~2 s a commit
+    # here) and is only an optional consistency check.
+    "spark.databricks.delta.writeChecksumFile.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",
+}
+
+# Settings that are correct everywhere, cluster or laptop.
+SESSION_DEFAULTS: dict[str, str] = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.adaptive.enabled": "true",
+    # MERGE schema evolution stays explicit: jobs declare their columns.
+    "spark.databricks.delta.schema.autoMerge.enabled": "false",
+}
+
+
+def delta_jars(jars_dir: Path | None = None) -> list[str]:
+    """Jar files fetched by `make setup` (see include/spark/pom.xml)."""
+    folder = Path(os.environ.get("FHIR_SPARK_JARS_DIR", jars_dir or DEFAULT_JARS_DIR))
+    return sorted(glob.glob(str(folder / "*.jar")))
+
+
+def _running_on_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def _conf_given_by_launcher() -> SparkConf:
+    """What spark-submit (if it started us) already configured."""
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        # Started by spark-submit: its JVM is up and holds every --conf as a
+        # system property, which SparkConf() loads once connected to it.
+        SparkContext._ensure_initialized()
+        return SparkConf()
+    return SparkConf(loadDefaults=False)
+
+
+def build_spark_session(
+    app_name: str,
+    extra_conf: dict[str, str] | None = None,
+) -> SparkSession:
+    """Return the active SparkSession, or create one with the project defaults.
+
+    `extra_conf` is for callers with a real need (tests turn the UI off);
+    like the defaults, it yields to anything set through spark-submit.
+    """
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    already_set = _conf_given_by_launcher()
+    wanted: dict[str, str] = {}
+    if not _running_on_databricks():
+        wanted.update(LOCAL_DEFAULTS)
+        jars = delta_jars()
+        if not jars and not already_set.contains("spark.jars"):
+            raise RuntimeError(
+                "Delta Lake jars not found in "
+                f"{os.environ.get('FHIR_SPARK_JARS_DIR', DEFAULT_JARS_DIR)}. "
+                "Run `make setup` (or pass --jars / set FHIR_SPARK_JARS_DIR)."
+            )
+        if jars:
+            wanted["spark.jars"] = ",".join(jars)
+    wanted.update(SESSION_DEFAULTS)
+    wanted.update(extra_conf or {})
+
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in wanted.items():
+        if not already_set.contains(key):
+            builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark

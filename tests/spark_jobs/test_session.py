@@ -1,0 +1,101 @@
+"""The Spark session builder: Delta works offline, and spark-submit settings win."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from delta.tables import DeltaTable
+from pyspark.testing import assertDataFrameEqual
+
+from spark_jobs.session import delta_jars
+
+
+def test_session_has_project_defaults(spark):
+    conf = spark.sparkContext.getConf()
+    assert conf.get("spark.master") == "local[2]"
+    assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "4"
+    assert "DeltaSparkSessionExtension" in conf.get("spark.sql.extensions")
+
+
+def test_delta_jars_are_local_files_so_startup_needs_no_network(spark):
+    conf = spark.sparkContext.getConf()
+    # No Maven coordinates to resolve at startup: only jar files already on disk.
+    assert not conf.contains("spark.jars.packages")
+    jars = conf.get("spark.jars").split(",")
+    assert jars == delta_jars()
+    names = [Path(j).name for j in jars]
+    assert any(n.startswith("delta-spark_") for n in names), names
+    assert any(n.startswith("delta-storage-") for n in names), names
+    assert all(Path(j).is_file() for j in jars)
+
+
+def test_delta_write_merge_and_time_travel(spark, tmp_path):
+    path = str(tmp_path / "patients")
+    v0 = spark.createDataFrame([("p1", 1), ("p2", 2)], "id string, visits int")
+    v0.write.format("delta").save(path)
+
+    updates = spark.createDataFrame([("p2", 5), ("p3", 1)], "id string, visits int")
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(updates.alias("s"), "t.id = s.id")
+        .whenMatchedUpdateAll()
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+    current = spark.read.format("delta").load(path)
+    assertDataFrameEqual(
+        current,
+        spark.createDataFrame([("p1", 1), ("p2", 5), ("p3", 1)], "id string, visits int"),
+    )
+    first = spark.read.format("delta").option("versionAsOf", 0).load(path)
+    assertDataFrameEqual(first, v0)
+    history = DeltaTable.forPath(spark, path).history().select("version", "operation")
+    assert [(r.version, r.operation) for r in history.orderBy("version").collect()] == [
+        (0, "WRITE"),
+        (1, "MERGE"),
+    ]
+
+
+def test_spark_submit_conf_overrides_the_defaults(tmp_path):
+    """A job started by spark-submit keeps the launcher's --conf, not our defaults."""
+    script = tmp_path / "print_conf.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from spark_jobs.session import build_spark_session
+            spark = build_spark_session("conf-probe")
+            print("PARTITIONS=" + spark.conf.get("spark.sql.shuffle.partitions"))
+            print("TZ=" + spark.conf.get("spark.sql.session.timeZone"))
+            spark.range(3).write.format("delta").save(%r)
+            print("ROWS=%%d" %% spark.read.format("delta").load(%r).count())
+            spark.stop()
+            """
+            % (str(tmp_path / "t"), str(tmp_path / "t"))
+        )
+    )
+    result = subprocess.run(
+        [
+            "spark-submit",
+            "--master", "local[1]",
+            "--conf", "spark.sql.shuffle.partitions=7",
+            "--conf", "spark.ui.enabled=false",
+            "--jars", ",".join(delta_jars()),
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = set(result.stdout.split())
+    assert "PARTITIONS=7" in lines
+    assert "TZ=UTC" in lines
+    assert "ROWS=3" in lines
