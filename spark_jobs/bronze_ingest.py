@@ -43,7 +43,9 @@ from spark_jobs.session import build_spark_session
 
 log = logging.getLogger("fhir_lakehouse.bronze")
 
-RESOURCE_TYPES_FILE = Path(__file__).resolve().parent.parent / "include" / "fhir" / "r4_resource_types.txt"
+RESOURCE_TYPES_FILE = (
+    Path(__file__).resolve().parent.parent / "include" / "fhir" / "r4_resource_types.txt"
+)
 
 # Per-type raw tables (SPEC §4) and the resource type each one holds.
 TYPED_RAW_TABLES = {
@@ -178,7 +180,9 @@ def list_landing_files(spark: SparkSession, folder: str) -> list[LandingFile]:
     while iterator.hasNext():
         status = iterator.next()
         uri = status.getPath().toString()
-        relative = uri[len(root) + 1 :] if uri.startswith(root + "/") else status.getPath().getName()
+        relative = (
+            uri[len(root) + 1 :] if uri.startswith(root + "/") else status.getPath().getName()
+        )
         # Hadoop convention: _SUCCESS, .crc and other hidden files are not data.
         if any(part.startswith((".", "_")) for part in relative.split("/")):
             continue
@@ -197,7 +201,9 @@ def landing_fingerprint(files: Iterable[LandingFile]) -> str:
 
 def _relative_source(uri_column: str) -> Column:
     """File path from `daily_extract/` on: the landing root is deployment detail."""
-    return F.regexp_replace(F.col(uri_column), r"^.*/(daily_extract/[^/]+/)", "$1").alias("source_file")
+    return F.regexp_replace(F.col(uri_column), r"^.*/(daily_extract/[^/]+/)", "$1").alias(
+        "source_file"
+    )
 
 
 def read_documents(spark: SparkSession, files: list[LandingFile]) -> DataFrame:
@@ -224,7 +230,9 @@ def read_documents(spark: SparkSession, files: list[LandingFile]) -> DataFrame:
             )
         )
     if others:
-        binary = spark.read.format("binaryFile").load(others).select(_relative_source("path"), "content")
+        binary = (
+            spark.read.format("binaryFile").load(others).select(_relative_source("path"), "content")
+        )
         documents = binary.rdd.flatMap(
             lambda row: fhir_json.split_landing_file(row.source_file, bytes(row.content))
         )
@@ -256,12 +264,19 @@ def with_envelope(records: DataFrame, text_column: str = "text") -> DataFrame:
     `read_error` keep it as their reason.
     """
     text = F.col(text_column)
-    env = F.from_json(text, ENVELOPE_SCHEMA, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"})
+    env = F.from_json(
+        text,
+        ENVELOPE_SCHEMA,
+        {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"},
+    )
     parsed = records.withColumn("env", env)
     corrupt = F.col("env._corrupt_record").isNotNull() | F.col("env").isNull()
     reason = (
         F.when(F.col("read_error").isNotNull(), F.col("read_error"))
-        .when(corrupt & (_first_char(text) != "{") & F.try_parse_json(text).isNotNull(), F.lit(NOT_AN_OBJECT))
+        .when(
+            corrupt & (_first_char(text) != "{") & F.try_parse_json(text).isNotNull(),
+            F.lit(NOT_AN_OBJECT),
+        )
         .when(corrupt & _unbalanced_braces(text), F.lit(TRUNCATED_RECORD))
         .when(corrupt, F.lit(MALFORMED_JSON))
         .when(text.rlike(r'"(resourceType|id)"\s*:\s*[^"\s]'), F.lit(WRONG_TYPE))
@@ -332,9 +347,9 @@ def expand_bundles(documents: DataFrame) -> DataFrame:
         )
     )
     # Entries without a resource (DELETE, GET) have no JSON to parse.
-    parsed_entries = with_envelope(entries.withColumn("text_or_empty", F.coalesce("text", F.lit("{}"))), "text_or_empty").drop(
-        "text_or_empty"
-    )
+    parsed_entries = with_envelope(
+        entries.withColumn("text_or_empty", F.coalesce("text", F.lit("{}"))), "text_or_empty"
+    ).drop("text_or_empty")
     return singles.unionByName(parsed_entries)
 
 
@@ -359,7 +374,9 @@ def classify(records: DataFrame, resource_types: list[str]) -> DataFrame:
     is_delete = F.coalesce((method == "DELETE") & F.col("env.resourceType").isNull(), F.lit(False))
     in_bundle = F.col("bundle_id").isNotNull() | F.col("bundle_entry_index").isNotNull()
     conditional = F.coalesce(F.col("request_url").contains("?"), F.lit(False))
-    resource_type = F.when(is_delete, F.nullif(url_type, F.lit(""))).otherwise(F.col("env.resourceType"))
+    resource_type = F.when(is_delete, F.nullif(url_type, F.lit(""))).otherwise(
+        F.col("env.resourceType")
+    )
     resource_id = F.when(is_delete, F.nullif(url_id, F.lit(""))).otherwise(
         F.coalesce(F.col("env.id"), id_from_full_url)
     )
@@ -367,7 +384,12 @@ def classify(records: DataFrame, resource_types: list[str]) -> DataFrame:
     reason = (
         F.when(F.col("entry_error").isNotNull(), F.lit(INVALID_BUNDLE_ENTRY))
         .when(in_bundle & method.isin("GET", "HEAD", "PATCH"), F.lit(UNSUPPORTED_REQUEST))
-        .when(in_bundle & (method == "POST") & F.coalesce(F.col("request_url").contains("$"), F.lit(False)), F.lit(UNSUPPORTED_REQUEST))
+        .when(
+            in_bundle
+            & (method == "POST")
+            & F.coalesce(F.col("request_url").contains("$"), F.lit(False)),
+            F.lit(UNSUPPORTED_REQUEST),
+        )
         .when(in_bundle & method.isin("PUT", "DELETE") & conditional, F.lit(UNSUPPORTED_REQUEST))
         .when(is_delete & resource_id.isNull(), F.lit(UNSUPPORTED_REQUEST))
         .when(in_bundle & F.col("text").isNull() & ~is_delete, F.lit(INVALID_BUNDLE_ENTRY))
@@ -379,10 +401,16 @@ def classify(records: DataFrame, resource_types: list[str]) -> DataFrame:
     )
     detail = (
         F.when(F.col("entry_error").isNotNull(), F.col("entry_error"))
-        .when(reason == UNSUPPORTED_REQUEST, F.concat_ws(" ", F.lit("bundle request not applied:"), method, F.col("request_url")))
+        .when(
+            reason == UNSUPPORTED_REQUEST,
+            F.concat_ws(" ", F.lit("bundle request not applied:"), method, F.col("request_url")),
+        )
         .when(reason == INVALID_BUNDLE_ENTRY, F.lit("bundle entry has no resource"))
         .when(~is_delete & F.col("reason").isNotNull(), F.col("reason_detail"))
-        .when(reason == UNKNOWN_RESOURCE_TYPE, F.concat(F.lit("not an R4 resource type: "), resource_type))
+        .when(
+            reason == UNKNOWN_RESOURCE_TYPE,
+            F.concat(F.lit("not an R4 resource type: "), resource_type),
+        )
         .when(reason == MISSING_ID, F.lit("resource has no id"))
         .when(reason == INVALID_ID, F.lit("id does not match [A-Za-z0-9-.]{1,64}"))
     )
@@ -395,7 +423,9 @@ def classify(records: DataFrame, resource_types: list[str]) -> DataFrame:
     )
 
 
-def with_load_metadata(records: DataFrame, run_date: dt.date, run_id: str, ingested_at: dt.datetime) -> DataFrame:
+def with_load_metadata(
+    records: DataFrame, run_date: dt.date, run_id: str, ingested_at: dt.datetime
+) -> DataFrame:
     return (
         records.withColumn("ingestion_date", F.lit(run_date))
         .withColumn("ingested_at", F.lit(ingested_at).cast("timestamp"))
@@ -448,7 +478,9 @@ def to_quarantine(records: DataFrame) -> DataFrame:
         "line_number",
         "bundle_id",
         "bundle_entry_index",
-        F.coalesce(F.col("text"), F.concat_ws(" ", F.col("request_method"), F.col("request_url"))).alias("raw_text"),
+        F.coalesce(
+            F.col("text"), F.concat_ws(" ", F.col("request_method"), F.col("request_url"))
+        ).alias("raw_text"),
         "raw_base64",
         "content_hash",
         "ingestion_date",
@@ -462,11 +494,17 @@ def to_quarantine(records: DataFrame) -> DataFrame:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bronze_ingest", description=__doc__.split("\n")[0])
-    parser.add_argument("--landing", required=True, help="landing root URI (local path, abfss://, wasbs://)")
+    parser.add_argument(
+        "--landing", required=True, help="landing root URI (local path, abfss://, wasbs://)"
+    )
     parser.add_argument("--lakehouse", required=True, help="lakehouse root URI")
     parser.add_argument("--run-date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
-    parser.add_argument("--run-id", default=None, help="orchestrator run id (default: manual__<now>)")
-    parser.add_argument("--force", action="store_true", help="re-ingest even if the landing folder is unchanged")
+    parser.add_argument(
+        "--run-id", default=None, help="orchestrator run id (default: manual__<now>)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="re-ingest even if the landing folder is unchanged"
+    )
     return parser.parse_args(argv)
 
 
@@ -489,13 +527,32 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     folder = landing_folder(args.landing, args.run_date)
     files = list_landing_files(spark, folder)
     fingerprint = landing_fingerprint(files)
-    paths = {name: table_path(args.lakehouse, "bronze", name) for name in ["fhir_raw", "quarantine", "ingest_runs", *TYPED_RAW_TABLES]}
+    paths = {
+        name: table_path(args.lakehouse, "bronze", name)
+        for name in ["fhir_raw", "quarantine", "ingest_runs", *TYPED_RAW_TABLES]
+    }
     log.info("Landing %s: %d files, %d bytes", folder, len(files), sum(f.size for f in files))
 
-    if not args.force and _previous_run_fingerprint(spark, paths["ingest_runs"], args.run_date) == fingerprint:
-        log.info("Landing folder unchanged since the last successful ingest of %s: nothing to do", args.run_date)
+    if (
+        not args.force
+        and _previous_run_fingerprint(spark, paths["ingest_runs"], args.run_date) == fingerprint
+    ):
+        log.info(
+            "Landing folder unchanged since the last successful ingest of %s: nothing to do",
+            args.run_date,
+        )
         counts = {"status": "unchanged", "run_date": args.run_date.isoformat()}
-        _append_run_log(spark, paths["ingest_runs"], args, run_id, started, fingerprint, files, None, "unchanged")
+        _append_run_log(
+            spark,
+            paths["ingest_runs"],
+            args,
+            run_id,
+            started,
+            fingerprint,
+            files,
+            None,
+            "unchanged",
+        )
         return counts
 
     documents = with_envelope(read_documents(spark, files))
@@ -504,12 +561,21 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     try:
         records_read = records.count()
         slice_condition = f"ingestion_date = '{args.run_date.isoformat()}'"
-        overwrite_slice(to_fhir_raw(records), paths["fhir_raw"], slice_condition, ["resource_type", "ingestion_date"])
-        overwrite_slice(to_quarantine(records), paths["quarantine"], slice_condition, ["ingestion_date"])
+        overwrite_slice(
+            to_fhir_raw(records),
+            paths["fhir_raw"],
+            slice_condition,
+            ["resource_type", "ingestion_date"],
+        )
+        overwrite_slice(
+            to_quarantine(records), paths["quarantine"], slice_condition, ["ingestion_date"]
+        )
     finally:
         records.unpersist()
 
-    fhir_raw_today = read_table(spark, paths["fhir_raw"]).filter(F.col("ingestion_date") == F.lit(args.run_date))
+    fhir_raw_today = read_table(spark, paths["fhir_raw"]).filter(
+        F.col("ingestion_date") == F.lit(args.run_date)
+    )
     for table, resource_type in TYPED_RAW_TABLES.items():
         overwrite_slice(
             fhir_raw_today.filter(F.col("resource_type") == resource_type).drop("resource_type"),
@@ -524,11 +590,17 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
             f"Bronze counts do not reconcile for {args.run_date}: read {records_read} records but "
             f"the tables hold {counts['ingested']} ingested + {counts['quarantined']} quarantined"
         )
-    _append_run_log(spark, paths["ingest_runs"], args, run_id, started, fingerprint, files, counts, "ingested")
+    _append_run_log(
+        spark, paths["ingest_runs"], args, run_id, started, fingerprint, files, counts, "ingested"
+    )
     log.info(
         "Bronze %s: read %d = ingested %d + quarantined %d; by type %s; quarantine by reason %s",
-        args.run_date, counts["read"], counts["ingested"], counts["quarantined"],
-        counts["ingested_by_type"], counts["quarantined_by_reason"],
+        args.run_date,
+        counts["read"],
+        counts["ingested"],
+        counts["quarantined"],
+        counts["ingested_by_type"],
+        counts["quarantined_by_reason"],
     )
     return counts
 
@@ -537,11 +609,19 @@ def _counts(spark: SparkSession, paths: dict[str, str], run_date: dt.date) -> di
     today = F.col("ingestion_date") == F.lit(run_date)
     by_type = {
         r.resource_type: r["count"]
-        for r in read_table(spark, paths["fhir_raw"]).filter(today).groupBy("resource_type").count().collect()
+        for r in read_table(spark, paths["fhir_raw"])
+        .filter(today)
+        .groupBy("resource_type")
+        .count()
+        .collect()
     }
     by_reason = {
         r.reason: r["count"]
-        for r in read_table(spark, paths["quarantine"]).filter(today).groupBy("reason").count().collect()
+        for r in read_table(spark, paths["quarantine"])
+        .filter(today)
+        .groupBy("reason")
+        .count()
+        .collect()
     }
     ingested, quarantined = sum(by_type.values()), sum(by_reason.values())
     return {

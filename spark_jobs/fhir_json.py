@@ -58,7 +58,11 @@ def _document(path: str, line: int | None, raw: bytes, error_detail: str | None 
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Document(
-            path, line, None, base64.b64encode(raw).decode("ascii"), NON_UTF8,
+            path,
+            line,
+            None,
+            base64.b64encode(raw).decode("ascii"),
+            NON_UTF8,
             f"invalid UTF-8 at byte {exc.start}",
         )
     if error_detail is not None:
@@ -71,7 +75,11 @@ def split_landing_file(path: str, content: bytes) -> Iterator[Document]:
     lower = path.lower()
     if not is_supported(lower):
         yield Document(
-            path, None, None, base64.b64encode(content[:4096]).decode("ascii"), UNSUPPORTED_FILE,
+            path,
+            None,
+            None,
+            base64.b64encode(content[:4096]).decode("ascii"),
+            UNSUPPORTED_FILE,
             f"expected one of {', '.join(SUPPORTED_SUFFIXES)}",
         )
         return
@@ -170,8 +178,14 @@ def split_bundle(bundle_text: str) -> list[BundleEntry]:
         for index, (item_start, item_end) in enumerate(_array_items(bundle_text, value_start)):
             if bundle_text[item_start] != "{":
                 entries.append(
-                    BundleEntry(index, None, None, None, bundle_text[item_start:item_end],
-                                "Bundle.entry item is not an object")
+                    BundleEntry(
+                        index,
+                        None,
+                        None,
+                        None,
+                        bundle_text[item_start:item_end],
+                        "Bundle.entry item is not an object",
+                    )
                 )
                 continue
             full_url = method = url = resource = None

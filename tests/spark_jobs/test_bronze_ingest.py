@@ -14,28 +14,9 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from spark_jobs import bronze_ingest
-from spark_jobs.bronze_ingest import LandingError, parse_args, run
+from spark_jobs.bronze_ingest import LandingError
 from spark_jobs.lakehouse import read_table
-
-RUN_DATE = dt.date(2026, 11, 20)
-
-
-def landing_with(root: Path, run_date: dt.date, *sources: Path) -> Path:
-    folder = root / "daily_extract" / run_date.isoformat()
-    folder.mkdir(parents=True, exist_ok=True)
-    for source in sources:
-        for path in sorted(source.iterdir()):
-            if path.suffix in {".json", ".ndjson"}:
-                shutil.copy(path, folder / path.name)
-    return root
-
-
-def ingest(spark, landing: Path, lakehouse: Path, run_date: dt.date = RUN_DATE, *extra: str) -> dict:
-    args = parse_args(
-        ["--landing", str(landing), "--lakehouse", str(lakehouse), "--run-date", run_date.isoformat(),
-         "--run-id", f"test__{run_date}", *extra]
-    )
-    return run(spark, args)
+from tests.lakehouse_helpers import RUN_DATE, ingest
 
 
 def expected_counts(folder: Path) -> tuple[Counter, Counter]:
@@ -66,29 +47,27 @@ def expected_counts(folder: Path) -> tuple[Counter, Counter]:
     return ingested, quarantined
 
 
-@pytest.fixture(scope="module")
-def samples_lakehouse(spark, hl7_examples, synthea_ndjson, tmp_path_factory):
-    landing = landing_with(tmp_path_factory.mktemp("landing"), RUN_DATE, hl7_examples, synthea_ndjson)
-    lakehouse = tmp_path_factory.mktemp("lakehouse")
-    counts = ingest(spark, landing, lakehouse)
-    return landing, lakehouse, counts
-
-
 def test_sample_data_counts_reconcile_with_the_input(spark, samples_lakehouse):
     landing, lakehouse, counts = samples_lakehouse
     ingested, quarantined = expected_counts(landing / "daily_extract" / RUN_DATE.isoformat())
 
     assert counts["ingested_by_type"] == dict(ingested)
     assert counts["quarantined_by_reason"] == dict(quarantined)
-    assert counts["read"] == counts["ingested"] + counts["quarantined"] == sum(ingested.values()) + sum(
-        quarantined.values()
+    assert (
+        counts["read"]
+        == counts["ingested"] + counts["quarantined"]
+        == sum(ingested.values()) + sum(quarantined.values())
     )
     fhir_raw = read_table(spark, str(lakehouse / "bronze" / "fhir_raw"))
-    by_type = {r.resource_type: r["count"] for r in fhir_raw.groupBy("resource_type").count().collect()}
+    by_type = {
+        r.resource_type: r["count"] for r in fhir_raw.groupBy("resource_type").count().collect()
+    }
     assert by_type == dict(ingested)
     # The typed tables hold exactly their type's rows.
     for table, resource_type in bronze_ingest.TYPED_RAW_TABLES.items():
-        assert read_table(spark, str(lakehouse / "bronze" / table)).count() == ingested[resource_type]
+        assert (
+            read_table(spark, str(lakehouse / "bronze" / table)).count() == ingested[resource_type]
+        )
     runs = read_table(spark, str(lakehouse / "bronze" / "ingest_runs")).collect()
     assert [(r.status, r.records_read, r.ingested, r.quarantined) for r in runs] == [
         ("ingested", counts["read"], counts["ingested"], counts["quarantined"])
@@ -118,7 +97,12 @@ def test_bundle_entries_get_identity_from_request_and_full_url(spark, samples_la
         for r in fhir_raw.filter(F.col("bundle_type") == "transaction").collect()
     }
     assert transaction == {
-        ("Patient", "61ebe359-bfdc-4613-8bf2-c5e300945f0a", "POST", False),  # id from urn:uuid fullUrl
+        (
+            "Patient",
+            "61ebe359-bfdc-4613-8bf2-c5e300945f0a",
+            "POST",
+            False,
+        ),  # id from urn:uuid fullUrl
         ("Patient", "88f151c0-a954-468a-88bd-5ae15c08e059", "POST", False),
         ("Patient", "123", "PUT", False),
         ("Patient", "123a", "PUT", False),
@@ -126,7 +110,7 @@ def test_bundle_entries_get_identity_from_request_and_full_url(spark, samples_la
     }
     tombstone = fhir_raw.filter(F.col("is_delete")).first()
     assert tombstone.resource_json is None
-    versions = fhir_raw.filter((F.col("resource_id") == "45")).select("version_id").collect()
+    versions = fhir_raw.filter(F.col("resource_id") == "45").select("version_id").collect()
     assert sorted(r.version_id for r in versions) == ["1", "2"]
 
 
@@ -163,7 +147,9 @@ def test_another_date_adds_its_own_slice(spark, tmp_path, synthea_ndjson):
     ingest(spark, landing, lakehouse, day1)
     ingest(spark, landing, lakehouse, day2)
     patients = read_table(spark, str(lakehouse / "bronze" / "patient_raw"))
-    per_day = {r.ingestion_date: r["count"] for r in patients.groupBy("ingestion_date").count().collect()}
+    per_day = {
+        r.ingestion_date: r["count"] for r in patients.groupBy("ingestion_date").count().collect()
+    }
     assert per_day == {day1: 9, day2: 9}
 
 
@@ -188,10 +174,16 @@ def test_bad_input_is_quarantined_with_its_reason_and_nothing_is_lost(spark, tmp
     lines = [json.dumps(r).encode() for r in good] + list(bad_lines) + [b"", b"   "]
     (folder / "mixed.ndjson").write_bytes(b"\n".join(lines) + b"\n")
     # A gzip file cut short: its whole lines are kept, the cut one is quarantined.
-    gz = gzip.compress(b"\n".join(json.dumps({"resourceType": "Patient", "id": f"gz-{i}"}).encode()
-                                   for i in range(200)) + b"\n")
+    gz = gzip.compress(
+        b"\n".join(
+            json.dumps({"resourceType": "Patient", "id": f"gz-{i}"}).encode() for i in range(200)
+        )
+        + b"\n"
+    )
     (folder / "cut.ndjson.gz").write_bytes(gz[: len(gz) // 2])
-    (folder / "half-document.json").write_text('{"resourceType": "Bundle", "type": "collection", "entry": [')
+    (folder / "half-document.json").write_text(
+        '{"resourceType": "Bundle", "type": "collection", "entry": ['
+    )
     (folder / "readme.txt").write_text("not a FHIR file")
 
     counts = ingest(spark, tmp_path / "landing", tmp_path / "lakehouse")

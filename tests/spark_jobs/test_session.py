@@ -66,27 +66,31 @@ def test_delta_write_merge_and_time_travel(spark, tmp_path):
 def test_spark_submit_conf_overrides_the_defaults(tmp_path):
     """A job started by spark-submit keeps the launcher's --conf, not our defaults."""
     script = tmp_path / "print_conf.py"
+    table = str(tmp_path / "t")
     script.write_text(
         textwrap.dedent(
-            """
+            f"""
             from spark_jobs.session import build_spark_session
             spark = build_spark_session("conf-probe")
             print("PARTITIONS=" + spark.conf.get("spark.sql.shuffle.partitions"))
             print("TZ=" + spark.conf.get("spark.sql.session.timeZone"))
-            spark.range(3).write.format("delta").save(%r)
-            print("ROWS=%%d" %% spark.read.format("delta").load(%r).count())
+            spark.range(3).write.format("delta").save({table!r})
+            print("ROWS=" + str(spark.read.format("delta").load({table!r}).count()))
             spark.stop()
             """
-            % (str(tmp_path / "t"), str(tmp_path / "t"))
         )
     )
     result = subprocess.run(
         [
             "spark-submit",
-            "--master", "local[1]",
-            "--conf", "spark.sql.shuffle.partitions=7",
-            "--conf", "spark.ui.enabled=false",
-            "--jars", ",".join(delta_jars()),
+            "--master",
+            "local[1]",
+            "--conf",
+            "spark.sql.shuffle.partitions=7",
+            "--conf",
+            "spark.ui.enabled=false",
+            "--jars",
+            ",".join(delta_jars()),
             str(script),
         ],
         capture_output=True,

@@ -1,0 +1,950 @@
+"""Silver: normalised, de-identified clinical tables from bronze.
+
+    python -m spark_jobs.silver_normalize --lakehouse <root-uri> --run-date D [--lookback-days N]
+
+Reads the bronze typed tables for ingestion dates (D - N, D], parses each
+resource with an explicit schema (spark_jobs/fhir_schemas.py) and MERGEs into
+- `silver/observations_normalized` (one row per measurement: a panel with
+  components such as blood pressure gives one row per component), partitioned
+  by observation_date;
+- `silver/medications_normalized` (MedicationStatement and MedicationRequest,
+  `source_resource_type` says which), partitioned by start_date;
+- `silver/patients_normalized` (unpartitioned);
+- `silver/encounters_normalized`, partitioned by encounter_date;
+- `silver/conditions_normalized` (comorbidities for gold), unpartitioned;
+- `silver/resource_tombstones`: Bundle DELETEs, so a later rerun of an older
+  date cannot bring a deleted resource back.
+
+Versions: for each resource the newest version wins, ordered by
+meta.lastUpdated (else the Bundle timestamp, else the ingestion date), then
+meta.versionId, then ingestion date. A resource's silver rows change only when
+a strictly newer version with different content arrives, and all its rows are
+replaced in one MERGE, so reruns and overlapping lookback windows change
+nothing. `entered-in-error` records are kept and flagged; gold drops them.
+
+PHI (SPEC §6): patient ids, MRNs and patient references become
+HMAC-SHA256(FHIR_PHI_HASH_KEY, id); names, telecom, street lines, birth dates
+and free text are never selected; addresses keep city, state and ZIP3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_jobs import codesets, fhir_schemas, phi
+from spark_jobs.lakehouse import (
+    configure_logging,
+    merge_by_key,
+    read_table,
+    table_exists,
+    table_path,
+)
+from spark_jobs.session import build_spark_session
+
+log = logging.getLogger("fhir_lakehouse.silver")
+
+LOINC = "http://loinc.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+ID = r"[A-Za-z0-9\-\.]{1,64}"
+PATIENT_REFERENCE = rf"(?:^|/)Patient/({ID})(?:/_history/[^/]+)?$"
+
+HashFn = Callable[[Column], Column]
+
+
+# --- Shared column helpers -------------------------------------------------------
+
+
+def fhir_timestamp(value: Column) -> Column:
+    """FHIR dateTime/instant (with or without time, offset, or only a year) as a UTC timestamp."""
+    return F.coalesce(
+        F.try_to_timestamp(value),
+        F.try_to_timestamp(value, F.lit("yyyy-MM")),
+        F.try_to_timestamp(value, F.lit("yyyy")),
+    )
+
+
+def first(array: Column) -> Column:
+    """The first element of an array, null when the array is empty or null (ANSI-safe)."""
+    return F.get(array, 0)
+
+
+def first_coding(concept: Column) -> Column:
+    return first(concept["coding"])
+
+
+def coding_in(codings: Column, system: str) -> Column:
+    """The first coding of `system` in an array of codings (null when none)."""
+    return first(F.filter(codings, lambda c: c["system"] == system))
+
+
+def reference_id(reference: Column, resource_type: str) -> Column:
+    """Id of a `<Type>/<id>` reference in any form FHIR allows (relative, versioned, absolute)."""
+    pattern = rf"(?:^|/){resource_type}/({ID})(?:/_history/[^/]+)?$"
+    return F.nullif(F.regexp_extract(reference, pattern, 1), F.lit(""))
+
+
+def version_order(raw: DataFrame) -> Column:
+    """A string that sorts bronze records of one resource from oldest to newest version."""
+    event_time = F.coalesce(
+        F.col("last_updated_ts"),
+        F.try_to_timestamp(F.col("bundle_timestamp")),
+        F.col("ingestion_date").cast("timestamp"),
+    )
+    version_number = F.coalesce(F.col("version_id").try_cast("bigint"), F.lit(0))
+    return F.concat_ws(
+        "|",
+        F.date_format(event_time, "yyyyMMddHHmmssSSS"),
+        F.lpad(version_number.cast("string"), 12, "0"),
+        # Inside one transaction deletes are processed before creates/updates.
+        F.when(F.col("is_delete"), F.lit("0")).otherwise(F.lit("1")),
+        F.date_format(F.col("ingestion_date"), "yyyyMMdd"),
+        F.col("content_hash"),
+    )
+
+
+def resolve_patient(df: DataFrame, reference: Column, urn_map: DataFrame) -> DataFrame:
+    """Add `patient_id` (raw; hashed later) from a patient reference in any form.
+
+    `urn:uuid:` references resolve to the Patient entry with that fullUrl in
+    the same Bundle (`urn_map`: ingestion_date, source_file, bundle_id,
+    full_url -> patient_id).
+    """
+    with_ref = df.withColumn("_patient_ref", reference)
+    urn = urn_map.select(
+        F.col("ingestion_date").alias("_u_date"),
+        F.col("source_file").alias("_u_file"),
+        F.col("bundle_id").alias("_u_bundle"),
+        F.col("full_url").alias("_u_url"),
+        F.col("patient_id").alias("_u_patient"),
+    )
+    joined = with_ref.join(
+        F.broadcast(urn),
+        (F.col("_patient_ref") == F.col("_u_url"))
+        & (F.col("ingestion_date") == F.col("_u_date"))
+        & (F.col("source_file") == F.col("_u_file"))
+        & F.col("bundle_id").eqNullSafe(F.col("_u_bundle")),
+        "left",
+    )
+    patient_id = F.coalesce(F.col("_u_patient"), reference_id(F.col("_patient_ref"), "Patient"))
+    return joined.withColumn("patient_id", patient_id).drop(
+        "_u_date", "_u_file", "_u_bundle", "_u_url", "_u_patient"
+    )
+
+
+def patient_issues(reference: Column) -> Column:
+    return F.when(reference.isNull(), F.lit("no_subject")).when(
+        F.col("patient_id").isNull(), F.lit("unresolved_subject")
+    )
+
+
+def with_quality(df: DataFrame, *issues: Column) -> DataFrame:
+    """`quality_issues` (what is wrong or missing) and `is_valid` (nothing is)."""
+    corrupt = F.when(F.col(f"r.{fhir_schemas.CORRUPT_RECORD}").isNotNull(), F.lit("type_mismatch"))
+    listed = F.filter(F.array(corrupt, *issues), lambda x: x.isNotNull())
+    return df.withColumn("quality_issues", listed).withColumn("is_valid", F.size(listed) == 0)
+
+
+def source_columns() -> list[Column]:
+    """Provenance every silver row carries (and the merge compares)."""
+    return [
+        F.col("version_id").alias("source_version_id"),
+        F.col("last_updated_ts").alias("source_last_updated"),
+        F.col("ingestion_date").alias("source_ingestion_date"),
+        F.col("content_hash").alias("source_content_hash"),
+        F.col("version_order").alias("source_version_order"),
+    ]
+
+
+# --- Observations ------------------------------------------------------------------
+
+
+def _measurement(code: Column, value_source: Column, index: Column) -> Column:
+    return F.struct(
+        index.alias("component_index"),
+        code["coding"].alias("codings"),
+        *[
+            value_source[f].alias(f)
+            for f in (
+                "valueQuantity",
+                "valueCodeableConcept",
+                "valueString",
+                "valueBoolean",
+                "valueInteger",
+                "dataAbsentReason",
+                "interpretation",
+                "referenceRange",
+            )
+        ],
+    )
+
+
+def _has_value(r: Column) -> Column:
+    return (
+        r["valueQuantity"]["value"].isNotNull()
+        | r["valueCodeableConcept"].isNotNull()
+        | r["valueString"].isNotNull()
+        | r["valueBoolean"].isNotNull()
+        | r["valueInteger"].isNotNull()
+        | r["dataAbsentReason"].isNotNull()
+    )
+
+
+def normalize_observations(
+    parsed: DataFrame,
+    measures: DataFrame,
+    severity_by_interpretation: dict[str, str],
+    hash_id: HashFn,
+) -> DataFrame:
+    """Observation resources (column `r`) -> one row per measurement.
+
+    The observation's own value is component_index 0; components are 1..n.
+    Tracked measures (include/codesets/observation_measures.json) get their
+    value in the measure's unit; abnormal severity comes from the
+    interpretation, else the resource's reference range, else the measure's
+    default range.
+    """
+    r = F.col("r")
+    main = F.when(
+        _has_value(r) | (F.size(F.coalesce(r["component"], F.array())) == 0),
+        F.array(_measurement(r["code"], r, F.lit(0))),
+    )
+    components = F.transform(
+        F.coalesce(r["component"], F.array()), lambda c, i: _measurement(c["code"], c, i + 1)
+    )
+    exploded = parsed.withColumn("m", F.explode(F.concat(F.coalesce(main, F.array()), components)))
+
+    m = F.col("m")
+    loinc = coding_in(m["codings"], LOINC)
+    first_code = first(m["codings"])
+    quantity = m["valueQuantity"]
+    unit = F.coalesce(quantity["code"], quantity["unit"])
+    original_value = F.coalesce(quantity["value"], m["valueInteger"].cast("double"))
+    value_type = (
+        F.when(quantity["value"].isNotNull(), "quantity")
+        .when(m["valueCodeableConcept"].isNotNull(), "codeable_concept")
+        .when(m["valueString"].isNotNull(), "string")
+        .when(m["valueBoolean"].isNotNull(), "boolean")
+        .when(m["valueInteger"].isNotNull(), "integer")
+        .when(m["dataAbsentReason"].isNotNull(), "absent")
+        .otherwise("none")
+    )
+    rows = exploded.select(
+        "*",
+        loinc["code"].alias("loinc_code"),
+        unit.alias("_unit"),
+        original_value.alias("_value"),
+        value_type.alias("value_type"),
+    ).join(F.broadcast(measures), "loinc_code", "left")
+
+    conversion = F.col("conversions")[F.col("_unit")]
+    normalized = F.col("measure").isNotNull() & conversion.isNotNull()
+    to_measure_unit = lambda v: v * conversion["factor"] + conversion["offset"]  # noqa: E731
+    value = F.when(normalized, to_measure_unit(F.col("_value"))).otherwise(F.col("_value"))
+    range_ = first(m["referenceRange"])
+    range_unit = F.coalesce(
+        range_["low"]["code"], range_["low"]["unit"], range_["high"]["code"], range_["high"]["unit"]
+    )
+    range_convertible = normalized & (range_unit.isNull() | (range_unit == F.col("_unit")))
+    resource_low = F.when(range_convertible, to_measure_unit(range_["low"]["value"])).when(
+        F.col("measure").isNull(), range_["low"]["value"]
+    )
+    resource_high = F.when(range_convertible, to_measure_unit(range_["high"]["value"])).when(
+        F.col("measure").isNull(), range_["high"]["value"]
+    )
+    has_resource_range = resource_low.isNotNull() | resource_high.isNotNull()
+    low = F.when(has_resource_range, resource_low).when(normalized, F.col("normal_low"))
+    high = F.when(has_resource_range, resource_high).when(normalized, F.col("normal_high"))
+
+    interpretation_code = first_coding(first(m["interpretation"]))["code"]
+    severity_map = F.create_map(
+        *[F.lit(x) for kv in severity_by_interpretation.items() for x in kv]
+    )
+    interpreted = severity_map[interpretation_code]
+    out_of_range = (value < low) | (value > high)
+    critical = normalized & ((value < F.col("critical_low")) | (value > F.col("critical_high")))
+    range_known = value.isNotNull() & (low.isNotNull() | high.isNotNull())
+    from_range = (
+        F.when(~range_known, F.lit(None))
+        .when(F.coalesce(critical, F.lit(False)), "CRITICAL")
+        .when(F.coalesce(out_of_range, F.lit(False)), "ABNORMAL")
+        .otherwise("NORMAL")
+    )
+    severity = F.coalesce(interpreted, from_range)
+    flag_source = (
+        F.when(interpreted.isNotNull(), "interpretation")
+        .when(range_known & has_resource_range, "reference_range")
+        .when(range_known, "default_range")
+    )
+    effective = fhir_timestamp(
+        F.coalesce(r["effectiveDateTime"], r["effectiveInstant"], r["effectivePeriod"]["start"])
+    )
+    observation_ts = F.coalesce(effective, fhir_timestamp(r["issued"]))
+
+    result = rows.select(
+        F.concat_ws("#", F.col("resource_id"), m["component_index"].cast("string")).alias(
+            "measurement_id"
+        ),
+        F.col("resource_id").alias("observation_id"),
+        m["component_index"].alias("component_index"),
+        hash_id(F.col("patient_id")).alias("patient_id_hashed"),
+        reference_id(r["encounter"]["reference"], "Encounter").alias("encounter_id"),
+        r["status"].alias("status"),
+        (r["status"] == "entered-in-error").alias("is_entered_in_error"),
+        first_coding(first(r["category"]))["code"].alias("category"),
+        first_coding(r["code"])["code"].alias("panel_code"),
+        F.coalesce(loinc["system"], first_code["system"]).alias("code_system"),
+        F.coalesce(loinc["code"], first_code["code"]).alias("code"),
+        F.coalesce(loinc["display"], first_code["display"]).alias("code_display"),
+        F.col("loinc_code"),
+        loinc["display"].alias("loinc_display"),
+        F.col("measure"),
+        F.col("measure_category"),
+        F.col("value_type"),
+        value.alias("value_numeric"),
+        F.when(normalized, F.col("measure_unit")).otherwise(F.col("_unit")).alias("value_unit"),
+        normalized.alias("is_unit_normalized"),
+        F.col("_value").alias("value_original"),
+        F.col("_unit").alias("value_original_unit"),
+        quantity["comparator"].alias("value_comparator"),
+        first_coding(m["valueCodeableConcept"])["system"].alias("value_code_system"),
+        first_coding(m["valueCodeableConcept"])["code"].alias("value_code"),
+        first_coding(m["valueCodeableConcept"])["display"].alias("value_display"),
+        m["valueBoolean"].alias("value_boolean"),
+        # valueString is free text: kept in bronze only (SPEC §6).
+        F.coalesce(
+            first_coding(m["dataAbsentReason"])["code"], m["dataAbsentReason"]["text"]
+        ).alias("data_absent_reason"),
+        low.alias("reference_range_low"),
+        high.alias("reference_range_high"),
+        interpretation_code.alias("interpretation_code"),
+        severity.alias("abnormal_severity"),
+        F.when(severity.isNotNull(), severity.isin("ABNORMAL", "CRITICAL")).alias("is_abnormal"),
+        flag_source.alias("abnormal_flag_source"),
+        observation_ts.alias("observation_ts"),
+        F.to_date(observation_ts).alias("observation_date"),
+        fhir_timestamp(r["issued"]).alias("issued_ts"),
+        *source_columns(),
+        F.col("r"),
+        F.col("patient_id"),
+        F.col("_patient_ref"),
+    )
+    result = with_quality(
+        result,
+        patient_issues(F.col("_patient_ref")),
+        F.when(F.col("observation_ts").isNull(), F.lit("no_effective_time")),
+        F.when(F.col("code").isNull(), F.lit("no_code")),
+        F.when(
+            F.col("measure").isNotNull()
+            & F.col("value_original").isNotNull()
+            & ~F.col("is_unit_normalized"),
+            F.lit("unit_not_normalized"),
+        ),
+    )
+    return result.drop("r", "patient_id", "_patient_ref")
+
+
+# --- Patients ------------------------------------------------------------------------
+
+
+def _us_core_category(extension_url: str) -> Column:
+    extension = first(F.filter(F.col("r")["extension"], lambda e: e["url"] == extension_url))
+    return first(F.filter(extension["extension"], lambda e: e["url"] == "ombCategory"))[
+        "valueCoding"
+    ]["code"]
+
+
+def normalize_patients(
+    parsed: DataFrame, hash_id: HashFn, restricted_zip3: list[str], zip3_replacement: str
+) -> DataFrame:
+    """Patient resources -> one de-identified row per patient.
+
+    Age is in whole years at `age_as_of` (the ingestion date of this version,
+    or the date of death), capped at 90; gold ages it forward to its as-of date.
+    """
+    r = F.col("r")
+    mrn = first(
+        F.filter(
+            r["identifier"], lambda i: F.exists(i["type"]["coding"], lambda c: c["code"] == "MR")
+        )
+    )["value"]
+    home = F.coalesce(
+        first(F.filter(r["address"], lambda a: a["use"] == "home")), first(r["address"])
+    )
+    zip3 = F.substring(F.regexp_replace(home["postalCode"], r"[^0-9]", ""), 1, 3)
+    zip3 = (
+        F.when(F.length(zip3) < 3, F.lit(None))
+        .when(zip3.isin(restricted_zip3), F.lit(zip3_replacement))
+        .otherwise(zip3)
+    )
+    birth = F.to_date(fhir_timestamp(r["birthDate"]))
+    death = F.to_date(fhir_timestamp(r["deceasedDateTime"]))
+    age_as_of = F.least(F.col("ingestion_date"), F.coalesce(death, F.col("ingestion_date")))
+    age = F.when(
+        birth.isNotNull(),
+        F.least(F.floor(F.months_between(age_as_of, birth) / 12).cast("int"), F.lit(phi.AGE_CAP)),
+    )
+    result = parsed.select(
+        hash_id(F.col("resource_id")).alias("patient_id_hashed"),
+        hash_id(mrn).alias("mrn_hashed"),
+        r["gender"].alias("gender"),
+        age.alias("age_years"),
+        phi.age_bucket(age).alias("age_bucket"),
+        age_as_of.alias("age_as_of"),
+        (F.coalesce(r["deceasedBoolean"], F.lit(False)) | death.isNotNull()).alias("is_deceased"),
+        home["city"].alias("city"),
+        home["state"].alias("state"),
+        zip3.alias("postal_code_prefix"),
+        home["country"].alias("country"),
+        first_coding(r["maritalStatus"])["code"].alias("marital_status_code"),
+        _us_core_category("http://hl7.org/fhir/us/core/StructureDefinition/us-core-race").alias(
+            "race_code"
+        ),
+        _us_core_category(
+            "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
+        ).alias("ethnicity_code"),
+        *source_columns(),
+        F.col("r"),
+        F.col("resource_id").alias("patient_id"),
+    )
+    result = with_quality(result, F.when(F.col("age_years").isNull(), F.lit("no_birth_date")))
+    return result.drop("r", "patient_id")
+
+
+# --- Encounters ------------------------------------------------------------------------
+
+
+def normalize_encounters(parsed: DataFrame, hash_id: HashFn) -> DataFrame:
+    r = F.col("r")
+    start = fhir_timestamp(r["period"]["start"])
+    end = fhir_timestamp(r["period"]["end"])
+    encounter_type = first_coding(first(r["type"]))
+    reason = first_coding(first(r["reasonCode"]))
+    result = parsed.select(
+        F.col("resource_id").alias("encounter_id"),
+        hash_id(F.col("patient_id")).alias("patient_id_hashed"),
+        r["status"].alias("status"),
+        (r["status"] == "entered-in-error").alias("is_entered_in_error"),
+        r["class"]["code"].alias("encounter_class"),
+        r["class"]["system"].alias("encounter_class_system"),
+        encounter_type["code"].alias("encounter_type_code"),
+        encounter_type["display"].alias("encounter_type_display"),
+        reason["code"].alias("reason_code"),
+        reason["display"].alias("reason_display"),
+        first_coding(r["hospitalization"]["dischargeDisposition"])["code"].alias(
+            "discharge_disposition"
+        ),
+        reference_id(r["serviceProvider"]["reference"], "Organization").alias(
+            "service_provider_id"
+        ),
+        start.alias("period_start"),
+        end.alias("period_end"),
+        ((F.unix_timestamp(end) - F.unix_timestamp(start)) / 3600.0).alias("duration_hours"),
+        F.datediff(F.to_date(end), F.to_date(start)).alias("length_of_stay_days"),
+        F.to_date(start).alias("encounter_date"),
+        *source_columns(),
+        F.col("r"),
+        F.col("patient_id"),
+        F.col("_patient_ref"),
+    )
+    result = with_quality(
+        result,
+        patient_issues(F.col("_patient_ref")),
+        F.when(F.col("period_start").isNull(), F.lit("no_period_start")),
+        F.when(F.col("period_end") < F.col("period_start"), F.lit("period_end_before_start")),
+    )
+    return result.drop("r", "patient_id", "_patient_ref")
+
+
+# --- Medications ----------------------------------------------------------------------
+
+
+def _days(duration: Column) -> Column:
+    unit = F.lower(F.coalesce(duration["code"], duration["unit"]))
+    factor = (
+        F.when(unit.isin("d", "day", "days"), 1.0)
+        .when(unit.isin("wk", "week", "weeks"), 7.0)
+        .when(unit.isin("mo", "month", "months"), 30.0)
+        .when(unit.isin("h", "hour", "hours"), 1.0 / 24)
+    )
+    return duration["value"] * factor
+
+
+def normalize_medications(parsed: DataFrame, hash_id: HashFn, resource_type: str) -> DataFrame:
+    """MedicationStatement or MedicationRequest resources -> medication rows.
+
+    A request's period is its dispense validity period, else authoredOn plus
+    expectedSupplyDuration x (1 + numberOfRepeatsAllowed).
+    """
+    r = F.col("r")
+    reference = r["medicationReference"]["reference"]
+    contained = first(
+        F.filter(r["contained"], lambda c: F.concat(F.lit("#"), c["id"]) == reference)
+    )
+    codings = F.coalesce(r["medicationCodeableConcept"]["coding"], contained["code"]["coding"])
+    rxnorm = coding_in(codings, RXNORM)
+    first_code = first(codings)
+    is_request = resource_type == "MedicationRequest"
+    if is_request:
+        dispense = r["dispenseRequest"]
+        supply_days = _days(dispense["expectedSupplyDuration"])
+        repeats = dispense["numberOfRepeatsAllowed"]
+        start = fhir_timestamp(F.coalesce(dispense["validityPeriod"]["start"], r["authoredOn"]))
+        planned_end = F.timestamp_add(
+            "DAY", F.round(supply_days * (1 + F.coalesce(repeats, F.lit(0)))).cast("int"), start
+        )
+        end = F.coalesce(fhir_timestamp(dispense["validityPeriod"]["end"]), planned_end)
+        request_columns = [
+            r["intent"].alias("intent"),
+            fhir_timestamp(r["authoredOn"]).alias("authored_on"),
+            supply_days.alias("expected_supply_days"),
+            repeats.alias("number_of_repeats_allowed"),
+            dispense["quantity"]["value"].alias("dispense_quantity"),
+            F.lit(None).cast("timestamp").alias("date_asserted"),
+        ]
+    else:
+        start = fhir_timestamp(F.coalesce(r["effectivePeriod"]["start"], r["effectiveDateTime"]))
+        end = fhir_timestamp(r["effectivePeriod"]["end"])
+        request_columns = [
+            F.lit(None).cast("string").alias("intent"),
+            F.lit(None).cast("timestamp").alias("authored_on"),
+            F.lit(None).cast("double").alias("expected_supply_days"),
+            F.lit(None).cast("bigint").alias("number_of_repeats_allowed"),
+            F.lit(None).cast("double").alias("dispense_quantity"),
+            fhir_timestamp(r["dateAsserted"]).alias("date_asserted"),
+        ]
+    result = parsed.select(
+        F.concat(F.lit(f"{resource_type}/"), F.col("resource_id")).alias("medication_record_id"),
+        F.lit(resource_type).alias("source_resource_type"),
+        (F.col("resource_id") if not is_request else F.lit(None).cast("string")).alias(
+            "medication_statement_id"
+        ),
+        (F.col("resource_id") if is_request else F.lit(None).cast("string")).alias(
+            "medication_request_id"
+        ),
+        hash_id(F.col("patient_id")).alias("patient_id_hashed"),
+        reference_id(
+            F.coalesce(r["encounter"]["reference"], r["context"]["reference"]), "Encounter"
+        ).alias("encounter_id"),
+        r["status"].alias("status"),
+        (r["status"] == "active").alias("is_active"),
+        (r["status"] == "entered-in-error").alias("is_entered_in_error"),
+        rxnorm["code"].alias("rxnorm_code"),
+        F.coalesce(
+            rxnorm["display"], first_code["display"], r["medicationCodeableConcept"]["text"]
+        ).alias("medication_name"),
+        first_code["system"].alias("code_system"),
+        first_code["code"].alias("code"),
+        F.when(~reference.startswith("#"), reference).alias("medication_reference"),
+        start.alias("effective_start"),
+        end.alias("effective_end"),
+        F.datediff(F.to_date(end), F.to_date(start)).alias("duration_days"),
+        F.to_date(start).alias("start_date"),
+        *request_columns,
+        *source_columns(),
+        F.col("r"),
+        F.col("patient_id"),
+        F.col("_patient_ref"),
+    )
+    result = with_quality(
+        result,
+        patient_issues(F.col("_patient_ref")),
+        F.when(F.col("effective_start").isNull(), F.lit("no_start")),
+        F.when(
+            F.col("code").isNull() & F.col("medication_reference").isNull(), F.lit("no_medication")
+        ),
+    )
+    return result.drop("r", "patient_id", "_patient_ref")
+
+
+# --- Conditions -----------------------------------------------------------------------
+
+
+def normalize_conditions(parsed: DataFrame, hash_id: HashFn) -> DataFrame:
+    r = F.col("r")
+    code = first_coding(r["code"])
+    verification = first_coding(r["verificationStatus"])["code"]
+    onset = fhir_timestamp(F.coalesce(r["onsetDateTime"], r["onsetPeriod"]["start"]))
+    result = parsed.select(
+        F.col("resource_id").alias("condition_id"),
+        hash_id(F.col("patient_id")).alias("patient_id_hashed"),
+        reference_id(r["encounter"]["reference"], "Encounter").alias("encounter_id"),
+        code["system"].alias("code_system"),
+        code["code"].alias("code"),
+        code["display"].alias("code_display"),
+        first_coding(first(r["category"]))["code"].alias("category"),
+        first_coding(r["clinicalStatus"])["code"].alias("clinical_status"),
+        verification.alias("verification_status"),
+        (verification == "entered-in-error").alias("is_entered_in_error"),
+        onset.alias("onset_ts"),
+        F.to_date(onset).alias("onset_date"),
+        fhir_timestamp(r["abatementDateTime"]).alias("abatement_ts"),
+        fhir_timestamp(r["recordedDate"]).alias("recorded_ts"),
+        *source_columns(),
+        F.col("r"),
+        F.col("patient_id"),
+        F.col("_patient_ref"),
+    )
+    result = with_quality(
+        result,
+        patient_issues(F.col("_patient_ref")),
+        F.when(F.col("code").isNull(), F.lit("no_code")),
+    )
+    return result.drop("r", "patient_id", "_patient_ref")
+
+
+# --- Versions, tombstones and the merge ----------------------------------------------------
+
+
+def select_changes(versions: DataFrame, tombstones: DataFrame, current: DataFrame) -> DataFrame:
+    """The bronze records that must be applied to a silver table.
+
+    versions:   bronze records in the window (resource_key, version_order, is_delete,
+                content_hash, ...)
+    tombstones: deletes already applied (resource_key, version_order)
+    current:    what silver holds now (resource_key, version_order, content_hash)
+    Returns, per resource, its newest record when that is newer than both the
+    last applied delete and the current silver version, and differs from it.
+    """
+    newest = versions.groupBy("resource_key").agg(
+        F.max_by(F.struct(*versions.columns), "version_order").alias("v")
+    )
+    newest = newest.select("v.*")
+    dead = tombstones.select("resource_key", F.col("version_order").alias("_deleted_order"))
+    now = current.select(
+        "resource_key",
+        F.col("version_order").alias("_current_order"),
+        F.col("content_hash").alias("_current_hash"),
+    )
+    joined = newest.join(dead, "resource_key", "left").join(now, "resource_key", "left")
+    newer_than_delete = F.col("_deleted_order").isNull() | (
+        F.col("version_order") > F.col("_deleted_order")
+    )
+    newer_than_current = F.col("_current_order").isNull() | (
+        F.col("version_order") > F.col("_current_order")
+    )
+    same_content = ~F.col("is_delete") & (F.col("content_hash") == F.col("_current_hash"))
+    return joined.filter(
+        newer_than_delete & newer_than_current & ~F.coalesce(same_content, F.lit(False))
+    ).drop("_deleted_order", "_current_order", "_current_hash")
+
+
+def replace_resource_rows(
+    spark: SparkSession,
+    path: str,
+    new_rows: DataFrame,
+    changed_keys: DataFrame,
+    key_column: str,
+    row_key_column: str,
+    partition_by: list[str],
+) -> None:
+    """Make each changed resource's rows in the table exactly `new_rows`, in one MERGE.
+
+    Rows of a changed resource that the new version no longer has (a removed
+    component, a deleted resource) are deleted in the same commit.
+    """
+    if not table_exists(spark, path):
+        new_rows.write.format("delta").partitionBy(*partition_by).save(path)
+        return
+    target = read_table(spark, path)
+    stale = (
+        target.join(
+            changed_keys.select(F.col("resource_key").alias(key_column)), key_column, "left_semi"
+        )
+        .join(new_rows.select(row_key_column), row_key_column, "left_anti")
+        .withColumn("_delete", F.lit(True))
+    )
+    source = new_rows.withColumn("_delete", F.lit(False)).unionByName(
+        stale.select(*new_rows.columns, "_delete")
+    )
+    merge_by_key(
+        spark, source, path, [row_key_column], partition_by=partition_by, delete_flag="_delete"
+    )
+
+
+@dataclass(frozen=True)
+class SilverTable:
+    name: str
+    resource_types: tuple[str, ...]
+    key_column: str  # one per resource; holds "<id>" or, for medications, "<Type>/<id>"
+    row_key_column: str  # one per row
+    partition_by: tuple[str, ...]
+
+    def resource_key(self, resource_type: str, resource_id: Column, hash_id: HashFn) -> Column:
+        """The value `key_column` holds for a resource (never a raw patient id)."""
+        if self.key_column == "patient_id_hashed":
+            return hash_id(resource_id)
+        if self.key_column == "medication_record_id":
+            return F.concat(F.lit(f"{resource_type}/"), resource_id)
+        return resource_id
+
+
+SILVER_TABLES = (
+    SilverTable("patients_normalized", ("Patient",), "patient_id_hashed", "patient_id_hashed", ()),
+    SilverTable(
+        "encounters_normalized", ("Encounter",), "encounter_id", "encounter_id", ("encounter_date",)
+    ),
+    SilverTable(
+        "observations_normalized",
+        ("Observation",),
+        "observation_id",
+        "measurement_id",
+        ("observation_date",),
+    ),
+    SilverTable(
+        "medications_normalized",
+        ("MedicationStatement", "MedicationRequest"),
+        "medication_record_id",
+        "medication_record_id",
+        ("start_date",),
+    ),
+    SilverTable("conditions_normalized", ("Condition",), "condition_id", "condition_id", ()),
+)
+
+BRONZE_TABLE = {
+    "Patient": "patient_raw",
+    "Encounter": "encounter_raw",
+    "Observation": "observation_raw",
+    "MedicationStatement": "medicationstatement_raw",
+    "MedicationRequest": "medicationrequest_raw",
+    "Condition": "condition_raw",
+}
+
+SCHEMA = {
+    "Patient": fhir_schemas.PATIENT,
+    "Encounter": fhir_schemas.ENCOUNTER,
+    "Observation": fhir_schemas.OBSERVATION,
+    "MedicationStatement": fhir_schemas.MEDICATION_STATEMENT,
+    "MedicationRequest": fhir_schemas.MEDICATION_REQUEST,
+    "Condition": fhir_schemas.CONDITION,
+}
+
+
+def parse_resources(records: DataFrame, resource_type: str) -> DataFrame:
+    return records.withColumn(
+        "r",
+        F.from_json(
+            "resource_json",
+            SCHEMA[resource_type],
+            {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": fhir_schemas.CORRUPT_RECORD},
+        ),
+    )
+
+
+def patient_urn_map(patients: DataFrame) -> DataFrame:
+    """Bundle fullUrls of Patient entries, for resolving urn:uuid references."""
+    return (
+        patients.filter(F.col("bundle_entry_full_url").isNotNull() & ~F.col("is_delete"))
+        .select(
+            "ingestion_date",
+            "source_file",
+            "bundle_id",
+            F.col("bundle_entry_full_url").alias("full_url"),
+            F.col("resource_id").alias("patient_id"),
+        )
+        .distinct()
+    )
+
+
+# --- Job --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="silver_normalize", description=__doc__.split("\n")[0])
+    parser.add_argument("--lakehouse", required=True, help="lakehouse root URI")
+    parser.add_argument("--run-date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
+    parser.add_argument(
+        "--lookback-days",
+        type=int,
+        default=1,
+        help="bronze ingestion dates to (re)process, ending at --run-date",
+    )
+    args = parser.parse_args(argv)
+    if args.lookback_days < 1:
+        parser.error("--lookback-days must be >= 1")
+    return args
+
+
+def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
+    hash_id = phi.hasher(phi_key)
+    first_day = args.run_date - dt.timedelta(days=args.lookback_days - 1)
+    in_window = F.col("ingestion_date").between(F.lit(first_day), F.lit(args.run_date))
+    bronze = {
+        resource_type: read_table(spark, table_path(args.lakehouse, "bronze", table)).filter(
+            in_window
+        )
+        for resource_type, table in BRONZE_TABLE.items()
+        if _bronze_exists(spark, args.lakehouse, table)
+    }
+    if not bronze:
+        raise RuntimeError(
+            f"No bronze tables under {args.lakehouse}/bronze: "
+            f"run bronze_ingest for {args.run_date} first."
+        )
+    urn_map = patient_urn_map(bronze["Patient"]) if "Patient" in bronze else None
+    measures = codesets.measure_lookup(spark)
+    severities = codesets.interpretation_severity()
+    restricted, replacement = codesets.restricted_zip3()
+    tombstones_path = table_path(args.lakehouse, "silver", "resource_tombstones")
+    tombstones = (
+        read_table(spark, tombstones_path)
+        if table_exists(spark, tombstones_path)
+        else spark.createDataFrame(
+            [], "resource_key string, resource_type string, version_order string"
+        )
+    )
+
+    summary: dict[str, dict] = {}
+    for table in SILVER_TABLES:
+        path = table_path(args.lakehouse, "silver", table.name)
+        current = _current_versions(spark, path, table)
+        new_rows, changes = [], []
+        for resource_type in table.resource_types:
+            if resource_type not in bronze:
+                continue
+            versions = bronze[resource_type].withColumn(
+                "version_order", version_order(bronze[resource_type])
+            )
+            versions = versions.withColumn(
+                "resource_key", table.resource_key(resource_type, F.col("resource_id"), hash_id)
+            )
+            changed = (
+                select_changes(
+                    versions, tombstones.filter(F.col("resource_type") == resource_type), current
+                )
+                .withColumn("resource_type", F.lit(resource_type))
+                .cache()
+            )
+            changes.append(changed)
+            live = parse_resources(changed.filter(~F.col("is_delete")), resource_type)
+            new_rows.append(
+                _normalize(
+                    table,
+                    resource_type,
+                    live,
+                    urn_map,
+                    measures,
+                    severities,
+                    hash_id,
+                    restricted,
+                    replacement,
+                )
+            )
+        if not changes:
+            continue
+        all_changes = reduce(DataFrame.unionByName, changes)
+        counts = {
+            r.is_delete: r["count"] for r in all_changes.groupBy("is_delete").count().collect()
+        }
+        if counts or not table_exists(spark, path):  # an empty first run still creates the table
+            replace_resource_rows(
+                spark,
+                path,
+                reduce(DataFrame.unionByName, new_rows),
+                all_changes.select("resource_key"),
+                table.key_column,
+                table.row_key_column,
+                list(table.partition_by),
+            )
+        if counts.get(True):
+            deletes = all_changes.filter(F.col("is_delete")).select(
+                "resource_key", "resource_type", "version_order"
+            )
+            merge_by_key(
+                spark,
+                deletes,
+                tombstones_path,
+                ["resource_type", "resource_key"],
+                update_condition="s.version_order > t.version_order",
+            )
+        summary[table.name] = {
+            "resources_changed": counts.get(False, 0),
+            "resources_deleted": counts.get(True, 0),
+            **(_last_merge_metrics(spark, path) if counts else {}),
+        }
+        for changed in changes:
+            changed.unpersist()
+        log.info(
+            "Silver %s for %s (lookback %d): %s",
+            table.name,
+            args.run_date,
+            args.lookback_days,
+            summary[table.name],
+        )
+    return summary
+
+
+def _normalize(
+    table, resource_type, live, urn_map, measures, severities, hash_id, restricted, replacement
+):
+    if resource_type == "Patient":
+        return normalize_patients(live, hash_id, restricted, replacement)
+    reference = F.col("r")["subject"]["reference"]
+    if urn_map is None:
+        with_patient = live.withColumn("_patient_ref", reference).withColumn(
+            "patient_id", reference_id(reference, "Patient")
+        )
+    else:
+        with_patient = resolve_patient(live, reference, urn_map)
+    if resource_type == "Observation":
+        return normalize_observations(with_patient, measures, severities, hash_id)
+    if resource_type == "Encounter":
+        return normalize_encounters(with_patient, hash_id)
+    if resource_type == "Condition":
+        return normalize_conditions(with_patient, hash_id)
+    return normalize_medications(with_patient, hash_id, resource_type)
+
+
+def _bronze_exists(spark: SparkSession, lakehouse: str, table: str) -> bool:
+    return table_exists(spark, table_path(lakehouse, "bronze", table))
+
+
+def _current_versions(spark: SparkSession, path: str, table: SilverTable) -> DataFrame:
+    if not table_exists(spark, path):
+        return spark.createDataFrame(
+            [], "resource_key string, version_order string, content_hash string"
+        )
+    return (
+        read_table(spark, path)
+        .select(
+            F.col(table.key_column).alias("resource_key"),
+            F.col("source_version_order").alias("version_order"),
+            F.col("source_content_hash").alias("content_hash"),
+        )
+        .dropDuplicates(["resource_key"])
+    )
+
+
+def _last_merge_metrics(spark: SparkSession, path: str) -> dict:
+    from delta.tables import DeltaTable
+
+    last = (
+        DeltaTable.forPath(spark, path).history(1).select("operation", "operationMetrics").first()
+    )
+    metrics = last.operationMetrics or {}
+    keys = (
+        "numTargetRowsInserted",
+        "numTargetRowsUpdated",
+        "numTargetRowsDeleted",
+        "numOutputRows",
+    )
+    return {"operation": last.operation, **{k: int(metrics[k]) for k in keys if k in metrics}}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    configure_logging()
+    args = parse_args(argv)
+    key = phi.load_phi_key()
+    spark = build_spark_session("fhir-silver-normalize")
+    return run(spark, args, key)
+
+
+if __name__ == "__main__":
+    main()

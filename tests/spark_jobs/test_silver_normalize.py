@@ -1,0 +1,500 @@
+"""Silver normalisation: pure transforms on tiny frames, a version/delete
+scenario through bronze and silver, and the sample data end to end."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from spark_jobs import codesets, phi, silver_normalize
+from spark_jobs.lakehouse import read_table
+from tests.lakehouse_helpers import RUN_DATE, TEST_PHI_KEY, ingest, normalize
+
+SILVER_TABLES = [t.name for t in silver_normalize.SILVER_TABLES]
+
+
+def hashed(patient_id: str) -> str:
+    return hmac.new(TEST_PHI_KEY, patient_id.encode(), hashlib.sha256).hexdigest()
+
+
+def bronze_rows(spark, entries: list[dict], ingestion_date: dt.date = RUN_DATE):
+    """Rows shaped like a bronze typed table; `entries` give resource + optional bundle context."""
+    rows = []
+    for e in entries:
+        resource = e["resource"]
+        text = json.dumps(resource)
+        rows.append(
+            (
+                resource["id"],
+                resource.get("meta", {}).get("versionId"),
+                resource.get("meta", {}).get("lastUpdated"),
+                text,
+                False,
+                e.get("source_file", "daily_extract/x/a.json"),
+                e.get("bundle_id"),
+                e.get("full_url"),
+                hashlib.sha256(text.encode()).hexdigest(),
+                ingestion_date,
+            )
+        )
+    df = spark.createDataFrame(
+        rows,
+        "resource_id string, version_id string, last_updated string, resource_json string, "
+        "is_delete boolean, source_file string, bundle_id string, bundle_entry_full_url string, "
+        "content_hash string, ingestion_date date",
+    )
+    df = df.withColumn("last_updated_ts", F.try_to_timestamp("last_updated")).withColumn(
+        "bundle_timestamp", F.lit(None).cast("string")
+    )
+    return df.withColumn("version_order", silver_normalize.version_order(df))
+
+
+def observations(spark, entries, patients=()):
+    hash_id = phi.hasher(TEST_PHI_KEY)
+    urn_map = silver_normalize.patient_urn_map(bronze_rows(spark, list(patients)))
+    parsed = silver_normalize.parse_resources(bronze_rows(spark, entries), "Observation")
+    with_patient = silver_normalize.resolve_patient(
+        parsed, F.col("r")["subject"]["reference"], urn_map
+    )
+    return silver_normalize.normalize_observations(
+        with_patient,
+        codesets.measure_lookup(spark),
+        codesets.interpretation_severity(),
+        hash_id,
+    )
+
+
+def test_blood_pressure_panel_gives_one_measurement_per_component(spark, hl7_examples):
+    bp = json.loads((hl7_examples / "Observation-blood-pressure.json").read_text())
+    rows = observations(spark, [{"resource": bp}]).select(
+        "measurement_id",
+        "code",
+        "measure",
+        "value_numeric",
+        "value_unit",
+        "abnormal_severity",
+        "abnormal_flag_source",
+        "observation_date",
+        "patient_id_hashed",
+    )
+    expected = [
+        (
+            "blood-pressure#1",
+            "8480-6",
+            "bp_systolic",
+            107.0,
+            "mm[Hg]",
+            "NORMAL",
+            "interpretation",
+            dt.date(2012, 9, 17),
+            hashed("example"),
+        ),
+        (
+            "blood-pressure#2",
+            "8462-4",
+            "bp_diastolic",
+            60.0,
+            "mm[Hg]",
+            "ABNORMAL",
+            "interpretation",
+            dt.date(2012, 9, 17),
+            hashed("example"),
+        ),
+    ]
+    assertDataFrameEqual(rows, spark.createDataFrame(expected, rows.schema))
+
+
+def test_every_reference_form_resolves_to_the_same_patient_hash(spark):
+    patient = {"resourceType": "Patient", "id": "pat-9"}
+    in_bundle = {"bundle_id": "b1", "source_file": "daily_extract/x/bundle.json"}
+    urn = "urn:uuid:7f0c7f8e-1d5b-4c8e-9b7a-1f2e3d4c5b6a"
+
+    def obs(obs_id, reference, **context):
+        resource = {
+            "resourceType": "Observation",
+            "id": obs_id,
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+            "subject": {"reference": reference},
+            "effectiveDateTime": "2026-01-01",
+            "valueQuantity": {"value": 70, "unit": "/min", "code": "/min"},
+        }
+        return {"resource": resource, **context}
+
+    rows = observations(
+        spark,
+        [
+            obs("by-urn", urn, **in_bundle),
+            obs("relative", "Patient/pat-9"),
+            obs("versioned", "Patient/pat-9/_history/3"),
+            obs("absolute", "https://fhir.example.org/r4/Patient/pat-9"),
+        ],
+        patients=[{"resource": patient, "full_url": urn, **in_bundle}],
+    )
+    by_id = {r.observation_id: r.patient_id_hashed for r in rows.collect()}
+    assert by_id == dict.fromkeys(["by-urn", "relative", "versioned", "absolute"], hashed("pat-9"))
+
+
+def test_glucose_in_mmol_per_litre_is_converted_to_mg_per_dl(spark):
+    def glucose(obs_id, value, with_range):
+        resource = {
+            "resourceType": "Observation",
+            "id": obs_id,
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "15074-8"}]},
+            "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2026-03-04T08:00:00Z",
+            "valueQuantity": {
+                "value": value,
+                "unit": "mmol/l",
+                "system": "http://unitsofmeasure.org",
+                "code": "mmol/L",
+            },
+        }
+        if with_range:
+            resource["referenceRange"] = [
+                {"low": {"value": 3.9, "code": "mmol/L"}, "high": {"value": 5.5, "code": "mmol/L"}}
+            ]
+        return {"resource": resource}
+
+    rows = observations(
+        spark,
+        [glucose("high", 7.0, True), glucose("critical", 30.0, False), glucose("ok", 5.0, False)],
+    )
+    got = {r.observation_id: r for r in rows.collect()}
+    # 18.016 mg/dL per mmol/L (include/codesets/observation_measures.json)
+    assert got["high"].value_numeric == pytest.approx(126.112)
+    assert got["high"].value_unit == "mg/dL"
+    assert got["high"].reference_range_low == pytest.approx(3.9 * 18.016)
+    assert got["high"].reference_range_high == pytest.approx(5.5 * 18.016)
+    assert (got["high"].abnormal_severity, got["high"].abnormal_flag_source) == (
+        "ABNORMAL",
+        "reference_range",
+    )
+    assert got["critical"].value_numeric == pytest.approx(540.48)
+    assert (got["critical"].abnormal_severity, got["critical"].abnormal_flag_source) == (
+        "CRITICAL",
+        "default_range",
+    )
+    assert got["ok"].value_numeric == pytest.approx(90.08)
+    assert got["ok"].abnormal_severity == "NORMAL"
+    assert all(r.value_original_unit == "mmol/L" and r.is_unit_normalized for r in got.values())
+
+
+def test_wrong_json_types_are_flagged_not_dropped(spark):
+    resource = {
+        "resourceType": "Observation",
+        "id": "odd",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2026-01-01",
+        "valueQuantity": {"value": "seventy", "unit": "/min"},
+    }
+    [row] = observations(spark, [{"resource": resource}]).collect()
+    assert row.observation_id == "odd"
+    assert row.is_valid is False
+    assert "type_mismatch" in row.quality_issues
+
+
+# --- Versions, components, deletes, reruns: through the real jobs ---------------------
+
+
+def _write_day(landing: Path, day: dt.date, resources: list[dict], bundle: dict | None = None):
+    folder = landing / "daily_extract" / day.isoformat()
+    folder.mkdir(parents=True)
+    (folder / "resources.ndjson").write_text("\n".join(json.dumps(r) for r in resources) + "\n")
+    if bundle:
+        (folder / "transaction.json").write_text(json.dumps(bundle))
+
+
+def _bp(version: str, updated: str, components: list[tuple[str, float]], status="final"):
+    return {
+        "resourceType": "Observation",
+        "id": "bp-1",
+        "status": status,
+        "meta": {"versionId": version, "lastUpdated": updated},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2026-11-01T09:00:00Z",
+        "component": [
+            {
+                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                "valueQuantity": {"value": value, "unit": "mmHg", "code": "mm[Hg]"},
+            }
+            for code, value in components
+        ],
+    }
+
+
+def _hr(obs_id: str, value: float, status: str = "final", updated: str = "2026-11-01T10:00:00Z"):
+    return {
+        "resourceType": "Observation",
+        "id": obs_id,
+        "status": status,
+        "meta": {"versionId": "1" if status == "final" else "2", "lastUpdated": updated},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2026-11-01T09:00:00Z",
+        "valueQuantity": {"value": value, "unit": "/min", "code": "/min"},
+    }
+
+
+@pytest.fixture(scope="module")
+def version_scenario(spark, tmp_path_factory):
+    """Day 1: p1, p2, bp-1 v1 (two components), hr-1. Day 2: bp-1 v2 (systolic only),
+    hr-1 entered-in-error, and a transaction Bundle deleting Patient/p2."""
+    root = tmp_path_factory.mktemp("versions")
+    landing, lakehouse = root / "landing", root / "lakehouse"
+    day1, day2 = RUN_DATE, RUN_DATE + dt.timedelta(days=1)
+    patients = [
+        {
+            "resourceType": "Patient",
+            "id": p,
+            "meta": {"lastUpdated": "2026-11-20T08:00:00Z"},
+            "gender": "female",
+            "birthDate": "1960-05-01",
+        }
+        for p in ("p1", "p2")
+    ]
+    _write_day(
+        landing,
+        day1,
+        [
+            *patients,
+            _bp("1", "2026-11-01T09:05:00Z", [("8480-6", 150), ("8462-4", 95)]),
+            _hr("hr-1", 72),
+        ],
+    )
+    _write_day(
+        landing,
+        day2,
+        [
+            _bp("2", "2026-11-02T09:05:00Z", [("8480-6", 128)]),
+            _hr("hr-1", 72, status="entered-in-error", updated="2026-11-02T10:00:00Z"),
+        ],
+        bundle={
+            "resourceType": "Bundle",
+            "id": "tx-1",
+            "type": "transaction",
+            "timestamp": "2026-11-21T12:00:00Z",
+            "entry": [{"request": {"method": "DELETE", "url": "Patient/p2"}}],
+        },
+    )
+    for day in (day1, day2):
+        ingest(spark, landing, lakehouse, day)
+        normalize(spark, lakehouse, day)
+    snapshot = {
+        t: read_table(spark, str(lakehouse / "silver" / t)).collect() for t in SILVER_TABLES
+    }
+    return lakehouse, day1, day2, snapshot
+
+
+def test_newer_version_replaces_all_rows_of_the_resource(spark, version_scenario):
+    lakehouse, *_ = version_scenario
+    obs = read_table(spark, str(lakehouse / "silver" / "observations_normalized"))
+    bp = obs.filter(F.col("observation_id") == "bp-1").select(
+        "measurement_id", "code", "value_numeric", "source_version_id"
+    )
+    # v2 dropped the diastolic component: its row is gone, not left behind from v1.
+    assert [tuple(r) for r in bp.collect()] == [("bp-1#1", "8480-6", 128.0, "2")]
+
+
+def test_entered_in_error_is_kept_and_flagged(spark, version_scenario):
+    lakehouse, *_ = version_scenario
+    obs = read_table(spark, str(lakehouse / "silver" / "observations_normalized"))
+    [hr] = obs.filter(F.col("observation_id") == "hr-1").collect()
+    assert (hr.status, hr.is_entered_in_error) == ("entered-in-error", True)
+
+
+def test_bundle_delete_removes_the_patient(spark, version_scenario):
+    lakehouse, *_ = version_scenario
+    patients = read_table(spark, str(lakehouse / "silver" / "patients_normalized"))
+    assert {r.patient_id_hashed for r in patients.collect()} == {hashed("p1")}
+    tombstones = read_table(spark, str(lakehouse / "silver" / "resource_tombstones")).collect()
+    # The tombstone is keyed by the hashed id: no raw patient id in silver.
+    assert [(t.resource_type, t.resource_key) for t in tombstones] == [("Patient", hashed("p2"))]
+
+
+def test_reruns_and_lookback_reprocessing_change_nothing(spark, version_scenario):
+    lakehouse, day1, day2, snapshot = version_scenario
+    normalize(spark, lakehouse, day1)  # an older date again: must not resurrect p2 or bp-1 v1
+    normalize(spark, lakehouse, day2)
+    normalize(spark, lakehouse, day2, lookback_days=2)
+    for table in SILVER_TABLES:
+        assertDataFrameEqual(read_table(spark, str(lakehouse / "silver" / table)), snapshot[table])
+
+
+def test_missing_phi_key_fails_before_any_work(monkeypatch, tmp_path):
+    monkeypatch.delenv(phi.KEY_ENV_VAR, raising=False)
+    with pytest.raises(phi.MissingPhiKeyError, match="FHIR_PHI_HASH_KEY is not set"):
+        silver_normalize.main(["--lakehouse", str(tmp_path), "--run-date", "2026-11-20"])
+
+
+# --- The sample data end to end -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def samples_silver(spark, samples_lakehouse):
+    landing, lakehouse, _ = samples_lakehouse
+    summary = normalize(spark, lakehouse)
+    return landing, lakehouse, summary
+
+
+def _input_resources(landing: Path) -> list[tuple[dict, str | None]]:
+    """(resource, request method) for every resource in the landing folder, read with plain json."""
+    found = []
+    for path in sorted((landing / "daily_extract" / RUN_DATE.isoformat()).iterdir()):
+        if path.suffix == ".ndjson":
+            found += [
+                (json.loads(line), None) for line in path.read_text().splitlines() if line.strip()
+            ]
+            continue
+        doc = json.loads(path.read_text())
+        if "resourceType" not in doc:  # package.json: quarantined by bronze
+            continue
+        if doc["resourceType"] != "Bundle":
+            found.append((doc, None))
+            continue
+        for entry in doc.get("entry", []):
+            request = entry.get("request", {})
+            if (
+                "resource" in entry
+                and "?" not in request.get("url", "")
+                and "$" not in request.get("url", "")
+            ):
+                resource = dict(entry["resource"])
+                resource.setdefault("id", entry.get("fullUrl", "").removeprefix("urn:uuid:"))
+                found.append((resource, request.get("method")))
+    return found
+
+
+def test_sample_silver_rows_reconcile_with_the_input(spark, samples_silver):
+    landing, lakehouse, summary = samples_silver
+    resources = [r for r, _ in _input_resources(landing)]
+    distinct = {(r["resourceType"], r["id"]) for r in resources}
+    deleted = {("Patient", "234")}
+    expected_ids = Counter(t for t, _ in distinct - deleted)
+
+    def count(table, column):
+        return (
+            read_table(spark, str(lakehouse / "silver" / table)).select(column).distinct().count()
+        )
+
+    assert count("patients_normalized", "patient_id_hashed") == expected_ids["Patient"]
+    assert count("encounters_normalized", "encounter_id") == expected_ids["Encounter"]
+    assert count("conditions_normalized", "condition_id") == expected_ids["Condition"]
+    assert count("medications_normalized", "medication_record_id") == (
+        expected_ids["MedicationStatement"] + expected_ids["MedicationRequest"]
+    )
+    # Observations: one row per component, or one row when there are none or the
+    # observation has its own value. Ids seen twice (Observation/14 from two servers)
+    # keep one version.
+    latest = {}
+    for r in resources:
+        if r["resourceType"] == "Observation":
+            latest[r["id"]] = r
+    value_keys = {
+        "valueQuantity",
+        "valueCodeableConcept",
+        "valueString",
+        "valueBoolean",
+        "valueInteger",
+        "dataAbsentReason",
+    }
+    expected_rows = sum(
+        len(o.get("component", [])) + (1 if value_keys & o.keys() or not o.get("component") else 0)
+        for o in latest.values()
+    )
+    obs = read_table(spark, str(lakehouse / "silver" / "observations_normalized"))
+    assert obs.count() == expected_rows
+    assert obs.select("observation_id").distinct().count() == len(latest)
+
+
+def test_sample_synthea_yields_the_tracked_measures(spark, samples_silver):
+    _, lakehouse, _ = samples_silver
+    obs = read_table(spark, str(lakehouse / "silver" / "observations_normalized"))
+    synthea = obs.filter(F.col("patient_id_hashed").isNotNull() & F.col("is_unit_normalized"))
+    per_measure = {r.measure: r["count"] for r in synthea.groupBy("measure").count().collect()}
+    for measure in (
+        "glucose",
+        "hba1c",
+        "bp_systolic",
+        "bp_diastolic",
+        "total_cholesterol",
+        "ldl",
+        "hdl",
+        "creatinine",
+        "hemoglobin",
+        "body_weight",
+        "bmi",
+    ):
+        assert per_measure.get(measure, 0) > 0, measure
+    # Synthea's own codes are mapped, not only the seeds' codes (2339-0, 18262-6, 38483-4).
+    codes = {
+        r.code
+        for r in synthea.filter(F.col("measure").isin("glucose", "ldl", "creatinine")).collect()
+    }
+    assert {"2339-0", "18262-6", "38483-4"} <= codes
+
+
+def _phi_in_input(landing: Path) -> set[str]:
+    """Identifiers and personal details of every patient in the input."""
+    values: set[str] = set()
+    for resource, _ in _input_resources(landing):
+        if resource["resourceType"] != "Patient":
+            continue
+        if len(resource["id"]) >= 8:  # short example ids ("23", "f001") also name other things
+            values.add(resource["id"])
+        for name in resource.get("name", []):
+            values.update(
+                n for n in [name.get("family"), *name.get("given", [])] if n and len(n) > 3
+            )
+        values.update(
+            i["value"] for i in resource.get("identifier", []) if len(i.get("value", "")) >= 6
+        )
+        values.update(t["value"] for t in resource.get("telecom", []) if t.get("value"))
+        values.update(line for a in resource.get("address", []) for line in a.get("line", []))
+        if resource.get("birthDate"):
+            values.add(resource["birthDate"])
+    return values
+
+
+def test_no_phi_in_any_string_column_of_any_silver_table(spark, samples_silver):
+    landing, lakehouse, _ = samples_silver
+    forbidden = _phi_in_input(landing)
+    assert len(forbidden) > 50  # names, MRNs, SSNs, phones, streets, birth dates of 20+ patients
+    for table in SILVER_TABLES + ["resource_tombstones"]:
+        df = read_table(spark, str(lakehouse / "silver" / table))
+        strings = [
+            f.name
+            for f in df.schema.fields
+            if f.dataType.simpleString() in ("string", "array<string>")
+        ]
+        seen = set()
+        for row in df.select(*strings).collect():
+            for value in row:
+                for item in value if isinstance(value, list) else [value]:
+                    if item:
+                        seen.add(item)
+        leaks = {v for v in forbidden for s in seen if v in s}
+        assert not leaks, f"{table} leaks {sorted(leaks)[:5]}"
+
+
+def test_silver_rerun_on_the_samples_is_a_no_op(spark, samples_silver):
+    _, lakehouse, _ = samples_silver
+    before = {t: read_table(spark, str(lakehouse / "silver" / t)).collect() for t in SILVER_TABLES}
+    summary = normalize(spark, lakehouse)
+    assert all(
+        s["resources_changed"] == 0 and s["resources_deleted"] == 0 for s in summary.values()
+    )
+    for table in SILVER_TABLES:
+        assertDataFrameEqual(read_table(spark, str(lakehouse / "silver" / table)), before[table])
