@@ -23,6 +23,7 @@ import argparse
 import datetime as dt
 import hashlib
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,8 +161,20 @@ def load_resource_types(path: Path = RESOURCE_TYPES_FILE) -> list[str]:
 # --- Reading ------------------------------------------------------------------
 
 
+WASB_URI = re.compile(r"^wasb(s?)://([^@/]+)@([^./]+)\.blob\.([^/]+)(/.*)?$")
+
+
+def hadoop_uri(uri: str) -> str:
+    """Hadoop 3.5 dropped the WASB driver: read wasb(s):// through ABFS on the same account."""
+    match = WASB_URI.match(uri)
+    if not match:
+        return uri
+    secure, container, account, suffix, path = match.groups()
+    return f"abfs{secure}://{container}@{account}.dfs.{suffix}{path or ''}"
+
+
 def landing_folder(landing: str, run_date: dt.date) -> str:
-    return f"{landing.rstrip('/')}/daily_extract/{run_date.isoformat()}"
+    return f"{hadoop_uri(landing).rstrip('/')}/daily_extract/{run_date.isoformat()}"
 
 
 def list_landing_files(spark: SparkSession, folder: str) -> list[LandingFile]:
@@ -282,13 +295,14 @@ def with_envelope(records: DataFrame, text_column: str = "text") -> DataFrame:
         .when(text.rlike(r'"(resourceType|id)"\s*:\s*[^"\s]'), F.lit(WRONG_TYPE))
         .when(F.col("env.resourceType").isNull(), F.lit(MISSING_RESOURCE_TYPE))
     )
+    named = F.col("reason")
     detail = (
         F.when(F.col("read_error").isNotNull(), F.col("read_error_detail"))
-        .when(reason == NOT_AN_OBJECT, F.lit("a FHIR record must be a JSON object"))
-        .when(reason == TRUNCATED_RECORD, F.lit("JSON ends before its closing brace"))
-        .when(reason == MALFORMED_JSON, F.lit("not parseable as JSON"))
-        .when(reason == WRONG_TYPE, F.lit("resourceType and id must be JSON strings"))
-        .when(reason == MISSING_RESOURCE_TYPE, F.lit("no resourceType"))
+        .when(named == NOT_AN_OBJECT, F.lit("a FHIR record must be a JSON object"))
+        .when(named == TRUNCATED_RECORD, F.lit("JSON ends before its closing brace"))
+        .when(named == MALFORMED_JSON, F.lit("not parseable as JSON"))
+        .when(named == WRONG_TYPE, F.lit("resourceType and id must be JSON strings"))
+        .when(named == MISSING_RESOURCE_TYPE, F.lit("no resourceType"))
     )
     return parsed.withColumn("reason", reason).withColumn("reason_detail", detail)
 
@@ -374,52 +388,65 @@ def classify(records: DataFrame, resource_types: list[str]) -> DataFrame:
     is_delete = F.coalesce((method == "DELETE") & F.col("env.resourceType").isNull(), F.lit(False))
     in_bundle = F.col("bundle_id").isNotNull() | F.col("bundle_entry_index").isNotNull()
     conditional = F.coalesce(F.col("request_url").contains("?"), F.lit(False))
-    resource_type = F.when(is_delete, F.nullif(url_type, F.lit(""))).otherwise(
-        F.col("env.resourceType")
+    operation = F.coalesce(F.col("request_url").contains("$"), F.lit(False))
+    # Identity first, as columns, so the reason below refers to them instead of
+    # repeating their expressions (which would bloat the generated code).
+    staged = (
+        records.withColumnRenamed("reason", "_parse_reason")
+        .withColumnRenamed("reason_detail", "_parse_detail")
+        .withColumn("is_delete", is_delete)
+        .withColumn(
+            "resource_type",
+            F.when(F.col("is_delete"), F.nullif(url_type, F.lit(""))).otherwise(
+                F.col("env.resourceType")
+            ),
+        )
+        .withColumn(
+            "resource_id",
+            F.when(F.col("is_delete"), F.nullif(url_id, F.lit(""))).otherwise(
+                F.coalesce(F.col("env.id"), id_from_full_url)
+            ),
+        )
     )
-    resource_id = F.when(is_delete, F.nullif(url_id, F.lit(""))).otherwise(
-        F.coalesce(F.col("env.id"), id_from_full_url)
+    deleting, resource_type, resource_id = (
+        F.col("is_delete"),
+        F.col("resource_type"),
+        F.col("resource_id"),
     )
-
     reason = (
         F.when(F.col("entry_error").isNotNull(), F.lit(INVALID_BUNDLE_ENTRY))
         .when(in_bundle & method.isin("GET", "HEAD", "PATCH"), F.lit(UNSUPPORTED_REQUEST))
-        .when(
-            in_bundle
-            & (method == "POST")
-            & F.coalesce(F.col("request_url").contains("$"), F.lit(False)),
-            F.lit(UNSUPPORTED_REQUEST),
-        )
+        .when(in_bundle & (method == "POST") & operation, F.lit(UNSUPPORTED_REQUEST))
         .when(in_bundle & method.isin("PUT", "DELETE") & conditional, F.lit(UNSUPPORTED_REQUEST))
-        .when(is_delete & resource_id.isNull(), F.lit(UNSUPPORTED_REQUEST))
-        .when(in_bundle & F.col("text").isNull() & ~is_delete, F.lit(INVALID_BUNDLE_ENTRY))
-        .when(~is_delete & F.col("reason").isNotNull(), F.col("reason"))
+        .when(deleting & resource_id.isNull(), F.lit(UNSUPPORTED_REQUEST))
+        .when(in_bundle & F.col("text").isNull() & ~deleting, F.lit(INVALID_BUNDLE_ENTRY))
+        .when(~deleting & F.col("_parse_reason").isNotNull(), F.col("_parse_reason"))
         .when(resource_type.isNull(), F.lit(MISSING_RESOURCE_TYPE))
         .when(~resource_type.isin(resource_types), F.lit(UNKNOWN_RESOURCE_TYPE))
         .when(resource_id.isNull() | (resource_id == ""), F.lit(MISSING_ID))
         .when(~resource_id.rlike(FHIR_ID_PATTERN), F.lit(INVALID_ID))
     )
+    final_reason = F.col("reason")
     detail = (
         F.when(F.col("entry_error").isNotNull(), F.col("entry_error"))
         .when(
-            reason == UNSUPPORTED_REQUEST,
+            final_reason == UNSUPPORTED_REQUEST,
             F.concat_ws(" ", F.lit("bundle request not applied:"), method, F.col("request_url")),
         )
-        .when(reason == INVALID_BUNDLE_ENTRY, F.lit("bundle entry has no resource"))
-        .when(~is_delete & F.col("reason").isNotNull(), F.col("reason_detail"))
+        .when(final_reason == INVALID_BUNDLE_ENTRY, F.lit("bundle entry has no resource"))
+        .when(final_reason == F.col("_parse_reason"), F.col("_parse_detail"))
+        .when(final_reason == MISSING_RESOURCE_TYPE, F.lit("no resourceType"))
         .when(
-            reason == UNKNOWN_RESOURCE_TYPE,
+            final_reason == UNKNOWN_RESOURCE_TYPE,
             F.concat(F.lit("not an R4 resource type: "), resource_type),
         )
-        .when(reason == MISSING_ID, F.lit("resource has no id"))
-        .when(reason == INVALID_ID, F.lit("id does not match [A-Za-z0-9-.]{1,64}"))
+        .when(final_reason == MISSING_ID, F.lit("resource has no id"))
+        .when(final_reason == INVALID_ID, F.lit("id does not match [A-Za-z0-9-.]{1,64}"))
     )
     return (
-        records.withColumn("resource_type", resource_type)
-        .withColumn("resource_id", resource_id)
-        .withColumn("is_delete", is_delete)
-        .withColumn("reason", reason)
+        staged.withColumn("reason", reason)
         .withColumn("reason_detail", detail)
+        .drop("_parse_reason", "_parse_detail")
     )
 
 

@@ -40,6 +40,8 @@ LOCAL_DEFAULTS: dict[str, str] = {
 # Settings that are correct everywhere, cluster or laptop.
 SESSION_DEFAULTS: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
+    # Storage account keys must not show in the Spark UI or event logs.
+    "spark.redaction.regex": r"(?i)secret|password|token|access[.]key|account[.]key",
     "spark.sql.adaptive.enabled": "true",
     # MERGE schema evolution stays explicit: jobs declare their columns.
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
@@ -100,4 +102,34 @@ def build_spark_session(
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    configure_azure_storage(spark)
     return spark
+
+
+def configure_azure_storage(spark: SparkSession, environ: dict[str, str] | None = None) -> None:
+    """Credentials for abfs(s):// landing zones, from the environment (never the command line).
+
+    FHIR_AZURE_STORAGE_ACCOUNT + FHIR_AZURE_STORAGE_KEY give shared-key access
+    to <account>.dfs.core.windows.net. FHIR_AZURE_STORAGE_ENDPOINT (host:port)
+    points ABFS at an emulator such as Azurite, which speaks only the Blob API
+    over plain HTTP. Without these variables the cluster's own configuration
+    (managed identity, Databricks secrets) applies.
+    """
+    env = os.environ if environ is None else environ
+    account = env.get("FHIR_AZURE_STORAGE_ACCOUNT")
+    if not account:
+        return
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    host = f"{account}.dfs.core.windows.net"
+    key = env.get("FHIR_AZURE_STORAGE_KEY")
+    if key:
+        hadoop.set(f"fs.azure.account.auth.type.{host}", "SharedKey")
+        hadoop.set(f"fs.azure.account.key.{host}", key)
+    endpoint = env.get("FHIR_AZURE_STORAGE_ENDPOINT")
+    if endpoint:
+        hadoop.set("fs.azure.abfs.endpoint", endpoint)
+        hadoop.set("fs.azure.always.use.https", "false")
+        hadoop.set("fs.azure.account.hns.enabled", "false")
+        hadoop.set("fs.azure.fns.account.service.type", "BLOB")
+        # ABFS's default HTTP client insists on TLS, even for http:// endpoints.
+        hadoop.set("fs.azure.networking.library", "JDK_HTTP_URL_CONNECTION")
