@@ -34,6 +34,9 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # here) and is only an optional consistency check.
     "spark.databricks.delta.writeChecksumFile.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
+    # Local disk: skip Hadoop's .crc side files (one extra file per data file;
+    # date-partitioned writes got ~25% faster without them).
+    "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
     "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",
 }
 
@@ -45,6 +48,8 @@ SESSION_DEFAULTS: dict[str, str] = {
     "spark.sql.adaptive.enabled": "true",
     # MERGE schema evolution stays explicit: jobs declare their columns.
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
+    # MERGE clusters its output by partition value, as partitioned() does for writes.
+    "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "true",
 }
 
 

@@ -43,6 +43,7 @@ from spark_jobs import codesets, fhir_schemas, phi
 from spark_jobs.lakehouse import (
     configure_logging,
     merge_by_key,
+    partitioned,
     read_table,
     table_exists,
     table_path,
@@ -651,7 +652,9 @@ def replace_resource_rows(
     component, a deleted resource) are deleted in the same commit.
     """
     if not table_exists(spark, path):
-        new_rows.write.format("delta").partitionBy(*partition_by).save(path)
+        partitioned(new_rows, partition_by).write.format("delta").partitionBy(*partition_by).save(
+            path
+        )
         return
     target = read_table(spark, path)
     stale = (
