@@ -158,7 +158,7 @@ def load_resource_types(path: Path = RESOURCE_TYPES_FILE) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-# --- Reading ------------------------------------------------------------------
+# --- Reading -----------------------------------------------
 
 
 WASB_URI = re.compile(r"^wasb(s?)://([^@/]+)@([^./]+)\.blob\.([^/]+)(/.*)?$")
@@ -256,7 +256,7 @@ def read_documents(spark: SparkSession, files: list[LandingFile]) -> DataFrame:
     return result
 
 
-# --- Pure transforms -------------------------------------------------------------
+# --- Pure transforms -----------------------------------------------
 
 
 def _first_char(text: Column) -> Column:
@@ -516,7 +516,7 @@ def to_quarantine(records: DataFrame) -> DataFrame:
     )
 
 
-# --- Job ---------------------------------------------------------------------------
+# --- Job -----------------------------------------------
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -85,3 +85,13 @@ def restricted_zip3() -> tuple[list[str], str]:
 
 def _float(value) -> float | None:
     return None if value is None else float(value)
+
+
+def condition_groups() -> dict[str, list[str]]:
+    """Chronic condition group -> SNOMED codes."""
+    return load("chronic_conditions")["groups"]
+
+
+def medication_classes() -> dict[str, list[str]]:
+    """Chronic medication class -> RxNorm codes."""
+    return load("medication_classes")["classes"]

@@ -60,7 +60,7 @@ PATIENT_REFERENCE = rf"(?:^|/)Patient/({ID})(?:/_history/[^/]+)?$"
 HashFn = Callable[[Column], Column]
 
 
-# --- Shared column helpers -------------------------------------------------------
+# --- Shared column helpers -----------------------------------------------
 
 
 def fhir_timestamp(value: Column) -> Column:
@@ -164,7 +164,7 @@ def source_columns() -> list[Column]:
     ]
 
 
-# --- Observations ------------------------------------------------------------------
+# --- Observations -----------------------------------------------
 
 
 def _measurement(code: Column, value_source: Column, index: Column) -> Column:
@@ -352,7 +352,7 @@ def normalize_observations(
     return result.drop("r", "patient_id", "_patient_ref")
 
 
-# --- Patients ------------------------------------------------------------------------
+# --- Patients -----------------------------------------------
 
 
 def _us_core_category(extension_url: str) -> Column:
@@ -419,7 +419,7 @@ def normalize_patients(
     return result.drop("r", "patient_id")
 
 
-# --- Encounters ------------------------------------------------------------------------
+# --- Encounters -----------------------------------------------
 
 
 def normalize_encounters(parsed: DataFrame, hash_id: HashFn) -> DataFrame:
@@ -464,7 +464,7 @@ def normalize_encounters(parsed: DataFrame, hash_id: HashFn) -> DataFrame:
     return result.drop("r", "patient_id", "_patient_ref")
 
 
-# --- Medications ----------------------------------------------------------------------
+# --- Medications -----------------------------------------------
 
 
 def _days(duration: Column) -> Column:
@@ -565,7 +565,7 @@ def normalize_medications(parsed: DataFrame, hash_id: HashFn, resource_type: str
     return result.drop("r", "patient_id", "_patient_ref")
 
 
-# --- Conditions -----------------------------------------------------------------------
+# --- Conditions -----------------------------------------------
 
 
 def normalize_conditions(parsed: DataFrame, hash_id: HashFn) -> DataFrame:
@@ -756,7 +756,7 @@ def patient_urn_map(patients: DataFrame) -> DataFrame:
     )
 
 
-# --- Job --------------------------------------------------------------------------------------
+# --- Job -----------------------------------------------
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
