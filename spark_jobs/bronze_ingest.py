@@ -44,9 +44,7 @@ from spark_jobs.session import build_spark_session
 
 log = logging.getLogger("fhir_lakehouse.bronze")
 
-RESOURCE_TYPES_FILE = (
-    Path(__file__).resolve().parent.parent / "include" / "fhir" / "r4_resource_types.txt"
-)
+RESOURCE_TYPES_FILE = Path(__file__).resolve().parent.parent / "include" / "fhir" / "r4_resource_types.txt"
 
 # Per-type raw tables (SPEC §4) and the resource type each one holds.
 TYPED_RAW_TABLES = {
@@ -193,9 +191,7 @@ def list_landing_files(spark: SparkSession, folder: str) -> list[LandingFile]:
     while iterator.hasNext():
         status = iterator.next()
         uri = status.getPath().toString()
-        relative = (
-            uri[len(root) + 1 :] if uri.startswith(root + "/") else status.getPath().getName()
-        )
+        relative = uri[len(root) + 1 :] if uri.startswith(root + "/") else status.getPath().getName()
         # Hadoop convention: _SUCCESS, .crc and other hidden files are not data.
         if any(part.startswith((".", "_")) for part in relative.split("/")):
             continue
@@ -214,9 +210,7 @@ def landing_fingerprint(files: Iterable[LandingFile]) -> str:
 
 def _relative_source(uri_column: str) -> Column:
     """File path from `daily_extract/` on: the landing root is deployment detail."""
-    return F.regexp_replace(F.col(uri_column), r"^.*/(daily_extract/[^/]+/)", "$1").alias(
-        "source_file"
-    )
+    return F.regexp_replace(F.col(uri_column), r"^.*/(daily_extract/[^/]+/)", "$1").alias("source_file")
 
 
 def read_documents(spark: SparkSession, files: list[LandingFile]) -> DataFrame:
@@ -243,9 +237,7 @@ def read_documents(spark: SparkSession, files: list[LandingFile]) -> DataFrame:
             )
         )
     if others:
-        binary = (
-            spark.read.format("binaryFile").load(others).select(_relative_source("path"), "content")
-        )
+        binary = spark.read.format("binaryFile").load(others).select(_relative_source("path"), "content")
         documents = binary.rdd.flatMap(
             lambda row: fhir_json.split_landing_file(row.source_file, bytes(row.content))
         )
@@ -397,9 +389,7 @@ def classify(records: DataFrame, resource_types: list[str]) -> DataFrame:
         .withColumn("is_delete", is_delete)
         .withColumn(
             "resource_type",
-            F.when(F.col("is_delete"), F.nullif(url_type, F.lit(""))).otherwise(
-                F.col("env.resourceType")
-            ),
+            F.when(F.col("is_delete"), F.nullif(url_type, F.lit(""))).otherwise(F.col("env.resourceType")),
         )
         .withColumn(
             "resource_id",
@@ -505,9 +495,9 @@ def to_quarantine(records: DataFrame) -> DataFrame:
         "line_number",
         "bundle_id",
         "bundle_entry_index",
-        F.coalesce(
-            F.col("text"), F.concat_ws(" ", F.col("request_method"), F.col("request_url"))
-        ).alias("raw_text"),
+        F.coalesce(F.col("text"), F.concat_ws(" ", F.col("request_method"), F.col("request_url"))).alias(
+            "raw_text"
+        ),
         "raw_base64",
         "content_hash",
         "ingestion_date",
@@ -521,14 +511,10 @@ def to_quarantine(records: DataFrame) -> DataFrame:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bronze_ingest", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--landing", required=True, help="landing root URI (local path, abfss://, wasbs://)"
-    )
+    parser.add_argument("--landing", required=True, help="landing root URI (local path, abfss://, wasbs://)")
     parser.add_argument("--lakehouse", required=True, help="lakehouse root URI")
     parser.add_argument("--run-date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
-    parser.add_argument(
-        "--run-id", default=None, help="orchestrator run id (default: manual__<now>)"
-    )
+    parser.add_argument("--run-id", default=None, help="orchestrator run id (default: manual__<now>)")
     parser.add_argument(
         "--force", action="store_true", help="re-ingest even if the landing folder is unchanged"
     )
@@ -594,9 +580,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
             slice_condition,
             ["resource_type", "ingestion_date"],
         )
-        overwrite_slice(
-            to_quarantine(records), paths["quarantine"], slice_condition, ["ingestion_date"]
-        )
+        overwrite_slice(to_quarantine(records), paths["quarantine"], slice_condition, ["ingestion_date"])
     finally:
         records.unpersist()
 
@@ -636,19 +620,11 @@ def _counts(spark: SparkSession, paths: dict[str, str], run_date: dt.date) -> di
     today = F.col("ingestion_date") == F.lit(run_date)
     by_type = {
         r.resource_type: r["count"]
-        for r in read_table(spark, paths["fhir_raw"])
-        .filter(today)
-        .groupBy("resource_type")
-        .count()
-        .collect()
+        for r in read_table(spark, paths["fhir_raw"]).filter(today).groupBy("resource_type").count().collect()
     }
     by_reason = {
         r.reason: r["count"]
-        for r in read_table(spark, paths["quarantine"])
-        .filter(today)
-        .groupBy("reason")
-        .count()
-        .collect()
+        for r in read_table(spark, paths["quarantine"]).filter(today).groupBy("reason").count().collect()
     }
     ingested, quarantined = sum(by_type.values()), sum(by_reason.values())
     return {

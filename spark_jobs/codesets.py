@@ -38,8 +38,7 @@ def measure_lookup(spark: SparkSession) -> DataFrame:
         normal_low, normal_high = spec["normal_range"]
         critical_low, critical_high = spec["critical_range"]
         conversions = {
-            unit: (float(c["factor"]), float(c.get("offset", 0.0)))
-            for unit, c in spec["conversions"].items()
+            unit: (float(c["factor"]), float(c.get("offset", 0.0))) for unit, c in spec["conversions"].items()
         }
         for code in spec["loinc"]:
             rows.append(

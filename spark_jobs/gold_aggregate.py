@@ -125,8 +125,7 @@ def usable_measurements(observations: DataFrame) -> DataFrame:
 
 def usable(df: DataFrame) -> DataFrame:
     return df.filter(
-        ~F.coalesce(F.col("is_entered_in_error"), F.lit(False))
-        & F.col("patient_id_hashed").isNotNull()
+        ~F.coalesce(F.col("is_entered_in_error"), F.lit(False)) & F.col("patient_id_hashed").isNotNull()
     )
 
 
@@ -145,9 +144,7 @@ def daily_measures(measurements: DataFrame) -> DataFrame:
 
 
 def vital_trends(daily: DataFrame, first_day: dt.date, as_of: dt.date) -> DataFrame:
-    days = daily.filter(
-        F.col("measure").isin(*VITALS) & F.col("observation_date").between(first_day, as_of)
-    )
+    days = daily.filter(F.col("measure").isin(*VITALS) & F.col("observation_date").between(first_day, as_of))
     mean = F.col("day_sum") / F.col("day_count")
     wide = (
         days.groupBy("patient_id_hashed", "observation_date")
@@ -169,9 +166,9 @@ def vital_trends(daily: DataFrame, first_day: dt.date, as_of: dt.date) -> DataFr
         "temperature_avg",
         "oxygen_saturation_avg",
         "respiratory_rate_avg",
-        F.coalesce(
-            (F.col("bp_systolic_avg") >= 140) | (F.col("bp_diastolic_avg") >= 90), F.lit(False)
-        ).alias("hypertension_flag"),
+        F.coalesce((F.col("bp_systolic_avg") >= 140) | (F.col("bp_diastolic_avg") >= 90), F.lit(False)).alias(
+            "hypertension_flag"
+        ),
         F.coalesce(F.col("heart_rate_avg") > 100, F.lit(False)).alias("tachycardia_flag"),
         F.coalesce(F.col("oxygen_saturation_avg") < 90, F.lit(False)).alias("hypoxia_flag"),
         F.lit(as_of).alias("as_of_date"),
@@ -181,9 +178,7 @@ def vital_trends(daily: DataFrame, first_day: dt.date, as_of: dt.date) -> DataFr
 def lab_trends(daily: DataFrame, first_day: dt.date, as_of: dt.date) -> DataFrame:
     """Lab values per day with date-ranged rolling means over measurements (not days)."""
     labs = daily.filter(F.col("measure").isin(*LABS) & (F.col("observation_date") <= as_of))
-    by_lab = Window.partitionBy("patient_id_hashed", "measure").orderBy(
-        day_number(F.col("observation_date"))
-    )
+    by_lab = Window.partitionBy("patient_id_hashed", "measure").orderBy(day_number(F.col("observation_date")))
 
     def rolling_mean(days: int) -> Column:
         frame = by_lab.rangeBetween(-(days - 1), 0)
@@ -244,12 +239,8 @@ def demographic_features(spine: DataFrame, patients: DataFrame) -> DataFrame:
         "patient_id_hashed",
         "left",
     )
-    moved = F.col("age_years") + F.floor(
-        F.months_between(F.col("cutoff_date"), F.col("age_as_of")) / 12
-    )
-    age = F.when(F.col("age_years") >= AGE_CAP, F.lit(AGE_CAP)).otherwise(
-        F.least(moved, F.lit(AGE_CAP))
-    )
+    moved = F.col("age_years") + F.floor(F.months_between(F.col("cutoff_date"), F.col("age_as_of")) / 12)
+    age = F.when(F.col("age_years") >= AGE_CAP, F.lit(AGE_CAP)).otherwise(F.least(moved, F.lit(AGE_CAP)))
     return joined.select(
         "spine_id",
         age.cast("int").alias("age_years"),
@@ -287,12 +278,10 @@ def measurement_features(spine: DataFrame, measurements: DataFrame) -> DataFrame
             F.max(F.when(within(lab, 365), value)).alias(f"max_{name}_365d"),
             F.min(F.when(within(lab, 365), value)).alias(f"min_{name}_365d"),
             F.count(F.when(within(lab, 365), value)).alias(f"{name}_count_365d"),
-            F.max_by(
-                F.when(measure == lab, value), F.when(measure == lab, F.col("observation_ts"))
-            ).alias(f"last_{name}"),
-            F.datediff(cutoff, F.max(F.when(measure == lab, date))).alias(
-                f"days_since_last_{name}"
+            F.max_by(F.when(measure == lab, value), F.when(measure == lab, F.col("observation_ts"))).alias(
+                f"last_{name}"
             ),
+            F.datediff(cutoff, F.max(F.when(measure == lab, date))).alias(f"days_since_last_{name}"),
         ]
     for source, name in (
         ("hba1c", "hba1c"),
@@ -310,13 +299,11 @@ def measurement_features(spine: DataFrame, measurements: DataFrame) -> DataFrame
                 * 365
             ).alias(f"{name}_slope_365d")
         )
-    abnormal_lab_90d = (
-        measure.isin(*FEATURE_LABS) & in_window(date, cutoff, 90) & F.col("is_abnormal")
-    )
+    abnormal_lab_90d = measure.isin(*FEATURE_LABS) & in_window(date, cutoff, 90) & F.col("is_abnormal")
     aggregates += [
-        F.max_by(
-            F.when(measure == "bmi", value), F.when(measure == "bmi", F.col("observation_ts"))
-        ).alias("last_bmi"),
+        F.max_by(F.when(measure == "bmi", value), F.when(measure == "bmi", F.col("observation_ts"))).alias(
+            "last_bmi"
+        ),
         F.avg(F.when(within("bmi", 365), value)).alias("avg_bmi_365d"),
         F.max_by(
             F.when(measure == "body_weight", value),
@@ -346,16 +333,12 @@ def encounter_features(spine: DataFrame, encounters: DataFrame) -> DataFrame:
         .agg(
             F.count(F.when(in_window(date, cutoff, 180), True)).alias("encounter_count_6m"),
             F.count(F.when(in_window(date, cutoff, 365), True)).alias("encounter_count_365d"),
-            F.count(F.when(in_window(date, cutoff, 365) & inpatient, True)).alias(
-                "inpatient_count_365d"
+            F.count(F.when(in_window(date, cutoff, 365) & inpatient, True)).alias("inpatient_count_365d"),
+            F.count(F.when(in_window(date, cutoff, 365) & klass.isin(*EMERGENCY_CLASSES), True)).alias(
+                "emergency_count_365d"
             ),
-            F.count(
-                F.when(in_window(date, cutoff, 365) & klass.isin(*EMERGENCY_CLASSES), True)
-            ).alias("emergency_count_365d"),
             F.sum(
-                F.when(
-                    in_window(date, cutoff, 365) & inpatient & ended, F.col("length_of_stay_days")
-                )
+                F.when(in_window(date, cutoff, 365) & inpatient & ended, F.col("length_of_stay_days"))
             ).alias("inpatient_days_365d"),
             F.avg(F.when(in_window(date, cutoff, 365) & ended, F.col("duration_hours"))).alias(
                 "avg_encounter_duration_hours"
@@ -374,27 +357,21 @@ def condition_features(spine: DataFrame, conditions: DataFrame) -> DataFrame:
     cutoff and no abatement by then (clinicalStatus is current state, so unused)."""
     groups = codesets.condition_groups()
     onset = F.coalesce(F.col("onset_ts"), F.col("recorded_ts"))
-    coded = conditions.join(
-        F.broadcast(_value_set(conditions.sparkSession, groups, "code", "group")), "code"
-    )
+    coded = conditions.join(F.broadcast(_value_set(conditions.sparkSession, groups, "code", "group")), "code")
     rows = _on_spine(spine, coded).filter(
         (onset <= F.col("cutoff_ts"))
         & (F.col("abatement_ts").isNull() | (F.col("abatement_ts") > F.col("cutoff_ts")))
     )
     flags = [F.max(F.col("group") == group).alias(f"has_{group}_dx") for group in groups]
-    counted = F.array_distinct(
-        F.collect_list(F.when(F.col("group").isin(*COMORBIDITIES), F.col("group")))
-    )
+    counted = F.array_distinct(F.collect_list(F.when(F.col("group").isin(*COMORBIDITIES), F.col("group"))))
     return rows.groupBy("spine_id").agg(*flags, F.size(counted).alias("comorbidity_count"))
 
 
 def _active_at_cutoff(end: Column) -> Column:
     """A medication period covers the cutoff (an open period counts while the record is active)."""
-    still_open = F.col("effective_end").isNull() & F.col("status").isin(
-        "active", "on-hold", "intended"
-    )
+    still_open = F.col("effective_end").isNull() & F.col("status").isin("active", "on-hold", "intended")
     return (F.col("effective_start") <= F.col("cutoff_ts")) & (
-        (end >= F.col("cutoff_ts")) | still_open
+        (F.to_date(end) >= F.col("cutoff_date")) | still_open
     )
 
 
@@ -408,13 +385,11 @@ def medication_features(spine: DataFrame, medications: DataFrame) -> DataFrame:
     medication = F.coalesce(F.col("rxnorm_code"), F.col("code"), F.col("medication_reference"))
     return rows.groupBy("spine_id").agg(
         F.count_distinct(F.when(active, medication)).alias("active_medication_count"),
-        F.count_distinct(
-            F.when(in_window(F.col("start_date"), F.col("cutoff_date"), 365), medication)
-        ).alias("distinct_medications_365d"),
+        F.count_distinct(F.when(in_window(F.col("start_date"), F.col("cutoff_date"), 365), medication)).alias(
+            "distinct_medications_365d"
+        ),
         *[
-            F.coalesce(F.max(active & (F.col("med_class") == klass)), F.lit(False)).alias(
-                f"on_{klass}"
-            )
+            F.coalesce(F.max(active & (F.col("med_class") == klass)), F.lit(False)).alias(f"on_{klass}")
             for klass in classes
         ],
     )
@@ -464,9 +439,7 @@ def risk_flags(features: DataFrame) -> DataFrame:
     def flag(condition: Column) -> Column:
         return F.coalesce(condition, F.lit(False))
 
-    hypertension = flag(
-        (F.col("avg_bp_systolic_30d") >= 140) | (F.col("avg_bp_diastolic_30d") >= 90)
-    )
+    hypertension = flag((F.col("avg_bp_systolic_30d") >= 140) | (F.col("avg_bp_diastolic_30d") >= 90))
     return (
         features.withColumn(
             "diabetes_risk_flag",
@@ -475,10 +448,7 @@ def risk_flags(features: DataFrame) -> DataFrame:
         .withColumn("hypertension_risk_flag", hypertension)
         .withColumn(
             "cvd_risk_flag",
-            flag(
-                (F.col("avg_ldl_90d") >= 160)
-                | ((F.col("avg_total_chol_90d") >= 240) & hypertension)
-            ),
+            flag((F.col("avg_ldl_90d") >= 160) | ((F.col("avg_total_chol_90d") >= 240) & hypertension)),
         )
     )
 
@@ -523,9 +493,7 @@ def covered_days(intervals: DataFrame, keys: list[str]) -> DataFrame:
     previous_end = F.max("end").over(ordered.rowsBetween(Window.unboundedPreceding, -1))
     starts_run = previous_end.isNull() | (F.col("start") > F.date_add(previous_end, 1))
     runs = intervals.withColumn("run", F.sum(starts_run.cast("int")).over(ordered))
-    merged = runs.groupBy(*keys, "run").agg(
-        F.min("start").alias("start"), F.max("end").alias("end")
-    )
+    merged = runs.groupBy(*keys, "run").agg(F.min("start").alias("start"), F.max("end").alias("end"))
     return merged.groupBy(*keys).agg(
         F.sum(F.datediff("end", "start") + 1).alias("days_covered"),
         F.min("start").alias("first_covered"),
@@ -543,20 +511,17 @@ def medication_adherence_features(medications: DataFrame, as_of: dt.date) -> Dat
     """
     window_start = as_of - dt.timedelta(days=ADHERENCE_DAYS - 1)
     chronic_codes = [c for codes in codesets.medication_classes().values() for c in codes]
-    meds = medications.filter(
-        F.col("effective_start").isNotNull() & (F.to_date("effective_start") <= as_of)
-    )
-    cutoff = F.lit(end_of_day(as_of)).cast("timestamp")
+    meds = medications.filter(F.col("effective_start").isNotNull() & (F.to_date("effective_start") <= as_of))
     active = (F.to_date("effective_start") <= as_of) & (
-        (F.col("effective_end") >= cutoff)
+        (F.to_date("effective_end") >= as_of)
         | (F.col("effective_end").isNull() & F.col("status").isin("active", "on-hold", "intended"))
     )
     medication = F.coalesce(F.col("rxnorm_code"), F.col("code"), F.col("medication_reference"))
     summary = meds.groupBy("patient_id_hashed").agg(
         F.count_distinct(F.when(active, medication)).alias("active_medication_count"),
-        F.count_distinct(
-            F.when(F.col("status").isin("stopped", "completed") & ~active, medication)
-        ).alias("stopped_medication_count"),
+        F.count_distinct(F.when(F.col("status").isin("stopped", "completed") & ~active, medication)).alias(
+            "stopped_medication_count"
+        ),
         F.avg("duration_days").alias("avg_medication_duration_days"),
         F.count_distinct(medication).alias("unique_medications"),
         F.count("*").alias("medication_record_count"),
@@ -567,9 +532,7 @@ def medication_adherence_features(medications: DataFrame, as_of: dt.date) -> Dat
     # (1 + repeats) from its start (not the authorization window). Used only for drugs
     # without statements: statements report actual supply, and a renewed order that
     # was never filled must not count as covered.
-    request_supply = F.col("expected_supply_days") * (
-        1 + F.coalesce("number_of_repeats_allowed", F.lit(0))
-    )
+    request_supply = F.col("expected_supply_days") * (1 + F.coalesce("number_of_repeats_allowed", F.lit(0)))
     requests = chronic.filter(F.col("source_resource_type") == "MedicationRequest").join(
         statements.select("patient_id_hashed", "rxnorm_code").distinct(),
         ["patient_id_hashed", "rxnorm_code"],
@@ -578,9 +541,7 @@ def medication_adherence_features(medications: DataFrame, as_of: dt.date) -> Dat
     requests = requests.withColumn(
         "effective_end",
         F.coalesce(
-            F.timestamp_add(
-                "DAY", (F.round(request_supply) - 1).cast("int"), F.col("effective_start")
-            ),
+            F.timestamp_add("DAY", (F.round(request_supply) - 1).cast("int"), F.col("effective_start")),
             F.col("effective_end"),
         ),
     )
@@ -626,9 +587,7 @@ def inpatient_stays(encounters: DataFrame) -> DataFrame:
 def readmission_labels(stays: DataFrame, as_of: dt.date) -> DataFrame:
     """Discharges on or before as_of with readmission_30d: another stay of the same
     patient starting after the discharge and within 30 days of its date."""
-    index = stays.filter(
-        F.col("period_end").isNotNull() & (F.to_date("period_end") <= as_of)
-    ).select(
+    index = stays.filter(F.col("period_end").isNotNull() & (F.to_date("period_end") <= as_of)).select(
         "encounter_id",
         "patient_id_hashed",
         "period_start",
@@ -730,11 +689,7 @@ def readmission_features(
             F.datediff(
                 F.to_date(F.max("index_start")),
                 F.to_date(
-                    F.max(
-                        F.when(
-                            F.col("encounter_class").isin(*INPATIENT_CLASSES), F.col("prior_end")
-                        )
-                    )
+                    F.max(F.when(F.col("encounter_class").isin(*INPATIENT_CLASSES), F.col("prior_end")))
                 ),
             ).alias("days_since_previous_discharge"),
         )
@@ -799,9 +754,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, int]:
     as_of = args.as_of
     first_day = as_of - dt.timedelta(days=args.trend_days - 1)
     inputs = silver_inputs(spark, args.lakehouse)
-    daily = daily_measures(
-        inputs["measurements"].filter(F.col("observation_date") <= as_of)
-    ).cache()
+    daily = daily_measures(inputs["measurements"].filter(F.col("observation_date") <= as_of)).cache()
     trend_slice = f"observation_date >= '{first_day}' AND observation_date <= '{as_of}'"
     as_of_slice = f"as_of_date = '{as_of}'"
     outputs = {

@@ -96,9 +96,7 @@ def merge_by_key(
         initial = updates if delete_flag is None else updates.filter(~F.col(delete_flag))
         if delete_flag is not None:
             initial = initial.drop(delete_flag)
-        partitioned(initial, partition_by).write.format("delta").partitionBy(*partition_by).save(
-            path
-        )
+        partitioned(initial, partition_by).write.format("delta").partitionBy(*partition_by).save(path)
         return
 
     on = " AND ".join(f"t.`{c}` <=> s.`{c}`" for c in key_columns)

@@ -35,9 +35,7 @@ def load_phi_key(environ: dict[str, str] | None = None) -> bytes:
         )
     key = value.strip().encode()
     if len(key) < MIN_KEY_BYTES:
-        raise MissingPhiKeyError(
-            f"{KEY_ENV_VAR} is too short (need at least {MIN_KEY_BYTES} bytes)."
-        )
+        raise MissingPhiKeyError(f"{KEY_ENV_VAR} is too short (need at least {MIN_KEY_BYTES} bytes).")
     return key
 
 

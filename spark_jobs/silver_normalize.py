@@ -265,9 +265,7 @@ def normalize_observations(
     high = F.when(has_resource_range, resource_high).when(normalized, F.col("normal_high"))
 
     interpretation_code = first_coding(first(m["interpretation"]))["code"]
-    severity_map = F.create_map(
-        *[F.lit(x) for kv in severity_by_interpretation.items() for x in kv]
-    )
+    severity_map = F.create_map(*[F.lit(x) for kv in severity_by_interpretation.items() for x in kv])
     interpreted = severity_map[interpretation_code]
     out_of_range = (value < low) | (value > high)
     critical = normalized & ((value < F.col("critical_low")) | (value > F.col("critical_high")))
@@ -290,9 +288,7 @@ def normalize_observations(
     observation_ts = F.coalesce(effective, fhir_timestamp(r["issued"]))
 
     result = rows.select(
-        F.concat_ws("#", F.col("resource_id"), m["component_index"].cast("string")).alias(
-            "measurement_id"
-        ),
+        F.concat_ws("#", F.col("resource_id"), m["component_index"].cast("string")).alias("measurement_id"),
         F.col("resource_id").alias("observation_id"),
         m["component_index"].alias("component_index"),
         hash_id(F.col("patient_id")).alias("patient_id_hashed"),
@@ -320,9 +316,9 @@ def normalize_observations(
         first_coding(m["valueCodeableConcept"])["display"].alias("value_display"),
         m["valueBoolean"].alias("value_boolean"),
         # valueString is free text: kept in bronze only (SPEC §6).
-        F.coalesce(
-            first_coding(m["dataAbsentReason"])["code"], m["dataAbsentReason"]["text"]
-        ).alias("data_absent_reason"),
+        F.coalesce(first_coding(m["dataAbsentReason"])["code"], m["dataAbsentReason"]["text"]).alias(
+            "data_absent_reason"
+        ),
         low.alias("reference_range_low"),
         high.alias("reference_range_high"),
         interpretation_code.alias("interpretation_code"),
@@ -343,9 +339,7 @@ def normalize_observations(
         F.when(F.col("observation_ts").isNull(), F.lit("no_effective_time")),
         F.when(F.col("code").isNull(), F.lit("no_code")),
         F.when(
-            F.col("measure").isNotNull()
-            & F.col("value_original").isNotNull()
-            & ~F.col("is_unit_normalized"),
+            F.col("measure").isNotNull() & F.col("value_original").isNotNull() & ~F.col("is_unit_normalized"),
             F.lit("unit_not_normalized"),
         ),
     )
@@ -357,9 +351,7 @@ def normalize_observations(
 
 def _us_core_category(extension_url: str) -> Column:
     extension = first(F.filter(F.col("r")["extension"], lambda e: e["url"] == extension_url))
-    return first(F.filter(extension["extension"], lambda e: e["url"] == "ombCategory"))[
-        "valueCoding"
-    ]["code"]
+    return first(F.filter(extension["extension"], lambda e: e["url"] == "ombCategory"))["valueCoding"]["code"]
 
 
 def normalize_patients(
@@ -372,13 +364,9 @@ def normalize_patients(
     """
     r = F.col("r")
     mrn = first(
-        F.filter(
-            r["identifier"], lambda i: F.exists(i["type"]["coding"], lambda c: c["code"] == "MR")
-        )
+        F.filter(r["identifier"], lambda i: F.exists(i["type"]["coding"], lambda c: c["code"] == "MR"))
     )["value"]
-    home = F.coalesce(
-        first(F.filter(r["address"], lambda a: a["use"] == "home")), first(r["address"])
-    )
+    home = F.coalesce(first(F.filter(r["address"], lambda a: a["use"] == "home")), first(r["address"]))
     zip3 = F.substring(F.regexp_replace(home["postalCode"], r"[^0-9]", ""), 1, 3)
     zip3 = (
         F.when(F.length(zip3) < 3, F.lit(None))
@@ -405,12 +393,10 @@ def normalize_patients(
         zip3.alias("postal_code_prefix"),
         home["country"].alias("country"),
         first_coding(r["maritalStatus"])["code"].alias("marital_status_code"),
-        _us_core_category("http://hl7.org/fhir/us/core/StructureDefinition/us-core-race").alias(
-            "race_code"
+        _us_core_category("http://hl7.org/fhir/us/core/StructureDefinition/us-core-race").alias("race_code"),
+        _us_core_category("http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity").alias(
+            "ethnicity_code"
         ),
-        _us_core_category(
-            "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
-        ).alias("ethnicity_code"),
         *source_columns(),
         F.col("r"),
         F.col("resource_id").alias("patient_id"),
@@ -439,12 +425,8 @@ def normalize_encounters(parsed: DataFrame, hash_id: HashFn) -> DataFrame:
         encounter_type["display"].alias("encounter_type_display"),
         reason["code"].alias("reason_code"),
         reason["display"].alias("reason_display"),
-        first_coding(r["hospitalization"]["dischargeDisposition"])["code"].alias(
-            "discharge_disposition"
-        ),
-        reference_id(r["serviceProvider"]["reference"], "Organization").alias(
-            "service_provider_id"
-        ),
+        first_coding(r["hospitalization"]["dischargeDisposition"])["code"].alias("discharge_disposition"),
+        reference_id(r["serviceProvider"]["reference"], "Organization").alias("service_provider_id"),
         start.alias("period_start"),
         end.alias("period_end"),
         ((F.unix_timestamp(end) - F.unix_timestamp(start)) / 3600.0).alias("duration_hours"),
@@ -486,9 +468,7 @@ def normalize_medications(parsed: DataFrame, hash_id: HashFn, resource_type: str
     """
     r = F.col("r")
     reference = r["medicationReference"]["reference"]
-    contained = first(
-        F.filter(r["contained"], lambda c: F.concat(F.lit("#"), c["id"]) == reference)
-    )
+    contained = first(F.filter(r["contained"], lambda c: F.concat(F.lit("#"), c["id"]) == reference))
     codings = F.coalesce(r["medicationCodeableConcept"]["coding"], contained["code"]["coding"])
     rxnorm = coding_in(codings, RXNORM)
     first_code = first(codings)
@@ -527,20 +507,18 @@ def normalize_medications(parsed: DataFrame, hash_id: HashFn, resource_type: str
         (F.col("resource_id") if not is_request else F.lit(None).cast("string")).alias(
             "medication_statement_id"
         ),
-        (F.col("resource_id") if is_request else F.lit(None).cast("string")).alias(
-            "medication_request_id"
-        ),
+        (F.col("resource_id") if is_request else F.lit(None).cast("string")).alias("medication_request_id"),
         hash_id(F.col("patient_id")).alias("patient_id_hashed"),
-        reference_id(
-            F.coalesce(r["encounter"]["reference"], r["context"]["reference"]), "Encounter"
-        ).alias("encounter_id"),
+        reference_id(F.coalesce(r["encounter"]["reference"], r["context"]["reference"]), "Encounter").alias(
+            "encounter_id"
+        ),
         r["status"].alias("status"),
         (r["status"] == "active").alias("is_active"),
         (r["status"] == "entered-in-error").alias("is_entered_in_error"),
         rxnorm["code"].alias("rxnorm_code"),
-        F.coalesce(
-            rxnorm["display"], first_code["display"], r["medicationCodeableConcept"]["text"]
-        ).alias("medication_name"),
+        F.coalesce(rxnorm["display"], first_code["display"], r["medicationCodeableConcept"]["text"]).alias(
+            "medication_name"
+        ),
         first_code["system"].alias("code_system"),
         first_code["code"].alias("code"),
         F.when(~reference.startswith("#"), reference).alias("medication_reference"),
@@ -558,9 +536,7 @@ def normalize_medications(parsed: DataFrame, hash_id: HashFn, resource_type: str
         result,
         patient_issues(F.col("_patient_ref")),
         F.when(F.col("effective_start").isNull(), F.lit("no_start")),
-        F.when(
-            F.col("code").isNull() & F.col("medication_reference").isNull(), F.lit("no_medication")
-        ),
+        F.when(F.col("code").isNull() & F.col("medication_reference").isNull(), F.lit("no_medication")),
     )
     return result.drop("r", "patient_id", "_patient_ref")
 
@@ -625,12 +601,8 @@ def select_changes(versions: DataFrame, tombstones: DataFrame, current: DataFram
         F.col("content_hash").alias("_current_hash"),
     )
     joined = newest.join(dead, "resource_key", "left").join(now, "resource_key", "left")
-    newer_than_delete = F.col("_deleted_order").isNull() | (
-        F.col("version_order") > F.col("_deleted_order")
-    )
-    newer_than_current = F.col("_current_order").isNull() | (
-        F.col("version_order") > F.col("_current_order")
-    )
+    newer_than_delete = F.col("_deleted_order").isNull() | (F.col("version_order") > F.col("_deleted_order"))
+    newer_than_current = F.col("_current_order").isNull() | (F.col("version_order") > F.col("_current_order"))
     same_content = ~F.col("is_delete") & (F.col("content_hash") == F.col("_current_hash"))
     return joined.filter(
         newer_than_delete & newer_than_current & ~F.coalesce(same_content, F.lit(False))
@@ -652,24 +624,18 @@ def replace_resource_rows(
     component, a deleted resource) are deleted in the same commit.
     """
     if not table_exists(spark, path):
-        partitioned(new_rows, partition_by).write.format("delta").partitionBy(*partition_by).save(
-            path
-        )
+        partitioned(new_rows, partition_by).write.format("delta").partitionBy(*partition_by).save(path)
         return
     target = read_table(spark, path)
     stale = (
-        target.join(
-            changed_keys.select(F.col("resource_key").alias(key_column)), key_column, "left_semi"
-        )
+        target.join(changed_keys.select(F.col("resource_key").alias(key_column)), key_column, "left_semi")
         .join(new_rows.select(row_key_column), row_key_column, "left_anti")
         .withColumn("_delete", F.lit(True))
     )
     source = new_rows.withColumn("_delete", F.lit(False)).unionByName(
         stale.select(*new_rows.columns, "_delete")
     )
-    merge_by_key(
-        spark, source, path, [row_key_column], partition_by=partition_by, delete_flag="_delete"
-    )
+    merge_by_key(spark, source, path, [row_key_column], partition_by=partition_by, delete_flag="_delete")
 
 
 @dataclass(frozen=True)
@@ -691,9 +657,7 @@ class SilverTable:
 
 SILVER_TABLES = (
     SilverTable("patients_normalized", ("Patient",), "patient_id_hashed", "patient_id_hashed", ()),
-    SilverTable(
-        "encounters_normalized", ("Encounter",), "encounter_id", "encounter_id", ("encounter_date",)
-    ),
+    SilverTable("encounters_normalized", ("Encounter",), "encounter_id", "encounter_id", ("encounter_date",)),
     SilverTable(
         "observations_normalized",
         ("Observation",),
@@ -780,16 +744,13 @@ def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
     first_day = args.run_date - dt.timedelta(days=args.lookback_days - 1)
     in_window = F.col("ingestion_date").between(F.lit(first_day), F.lit(args.run_date))
     bronze = {
-        resource_type: read_table(spark, table_path(args.lakehouse, "bronze", table)).filter(
-            in_window
-        )
+        resource_type: read_table(spark, table_path(args.lakehouse, "bronze", table)).filter(in_window)
         for resource_type, table in BRONZE_TABLE.items()
         if _bronze_exists(spark, args.lakehouse, table)
     }
     if not bronze:
         raise RuntimeError(
-            f"No bronze tables under {args.lakehouse}/bronze: "
-            f"run bronze_ingest for {args.run_date} first."
+            f"No bronze tables under {args.lakehouse}/bronze: run bronze_ingest for {args.run_date} first."
         )
     urn_map = patient_urn_map(bronze["Patient"]) if "Patient" in bronze else None
     measures = codesets.measure_lookup(spark)
@@ -799,9 +760,7 @@ def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
     tombstones = (
         read_table(spark, tombstones_path)
         if table_exists(spark, tombstones_path)
-        else spark.createDataFrame(
-            [], "resource_key string, resource_type string, version_order string"
-        )
+        else spark.createDataFrame([], "resource_key string, resource_type string, version_order string")
     )
 
     summary: dict[str, dict] = {}
@@ -812,16 +771,12 @@ def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
         for resource_type in table.resource_types:
             if resource_type not in bronze:
                 continue
-            versions = bronze[resource_type].withColumn(
-                "version_order", version_order(bronze[resource_type])
-            )
+            versions = bronze[resource_type].withColumn("version_order", version_order(bronze[resource_type]))
             versions = versions.withColumn(
                 "resource_key", table.resource_key(resource_type, F.col("resource_id"), hash_id)
             )
             changed = (
-                select_changes(
-                    versions, tombstones.filter(F.col("resource_type") == resource_type), current
-                )
+                select_changes(versions, tombstones.filter(F.col("resource_type") == resource_type), current)
                 .withColumn("resource_type", F.lit(resource_type))
                 .cache()
             )
@@ -843,9 +798,7 @@ def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
         if not changes:
             continue
         all_changes = reduce(DataFrame.unionByName, changes)
-        counts = {
-            r.is_delete: r["count"] for r in all_changes.groupBy("is_delete").count().collect()
-        }
+        counts = {r.is_delete: r["count"] for r in all_changes.groupBy("is_delete").count().collect()}
         if counts or not table_exists(spark, path):  # an empty first run still creates the table
             replace_resource_rows(
                 spark,
@@ -884,9 +837,7 @@ def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
     return summary
 
 
-def _normalize(
-    table, resource_type, live, urn_map, measures, severities, hash_id, restricted, replacement
-):
+def _normalize(table, resource_type, live, urn_map, measures, severities, hash_id, restricted, replacement):
     if resource_type == "Patient":
         return normalize_patients(live, hash_id, restricted, replacement)
     reference = F.col("r")["subject"]["reference"]
@@ -911,9 +862,7 @@ def _bronze_exists(spark: SparkSession, lakehouse: str, table: str) -> bool:
 
 def _current_versions(spark: SparkSession, path: str, table: SilverTable) -> DataFrame:
     if not table_exists(spark, path):
-        return spark.createDataFrame(
-            [], "resource_key string, version_order string, content_hash string"
-        )
+        return spark.createDataFrame([], "resource_key string, version_order string, content_hash string")
     return (
         read_table(spark, path)
         .select(
@@ -928,9 +877,7 @@ def _current_versions(spark: SparkSession, path: str, table: SilverTable) -> Dat
 def _last_merge_metrics(spark: SparkSession, path: str) -> dict:
     from delta.tables import DeltaTable
 
-    last = (
-        DeltaTable.forPath(spark, path).history(1).select("operation", "operationMetrics").first()
-    )
+    last = DeltaTable.forPath(spark, path).history(1).select("operation", "operationMetrics").first()
     metrics = last.operationMetrics or {}
     keys = (
         "numTargetRowsInserted",

@@ -23,9 +23,7 @@ def landing_with(root: Path, run_date: dt.date, *sources: Path) -> Path:
     return root
 
 
-def ingest(
-    spark, landing: Path, lakehouse: Path, run_date: dt.date = RUN_DATE, *extra: str
-) -> dict:
+def ingest(spark, landing: Path, lakehouse: Path, run_date: dt.date = RUN_DATE, *extra: str) -> dict:
     args = bronze_ingest.parse_args(
         [
             "--landing",

@@ -353,9 +353,7 @@ def test_healthchecks_probe_what_each_service_serves():
 
     assert "pg_isready" in probe("postgres")
     assert "http://localhost:8080/api/v2/monitor/health" in probe("airflow-apiserver")
-    assert "8974/health" in probe("airflow-scheduler") or "SchedulerJob" in probe(
-        "airflow-scheduler"
-    )
+    assert "8974/health" in probe("airflow-scheduler") or "SchedulerJob" in probe("airflow-scheduler")
     assert "--job-type DagProcessorJob" in probe("airflow-dag-processor")
     assert "--job-type TriggererJob" in probe("airflow-triggerer")
     assert "10000" in probe("azurite")
@@ -369,9 +367,7 @@ def test_airflow_services_wait_for_postgres_and_airflow_init():
         assert isinstance(depends, dict), f"{name}: depends_on needs conditions"
         assert depends.get("postgres", {}).get("condition") == "service_healthy", name
         if name not in ONE_SHOT_SERVICES:
-            assert (
-                depends.get("airflow-init", {}).get("condition") == "service_completed_successfully"
-            ), name
+            assert depends.get("airflow-init", {}).get("condition") == "service_completed_successfully", name
 
 
 def test_airflow_init_migrates_the_database():
@@ -442,9 +438,7 @@ def test_airflow_environment_values():
     assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == "/opt/airflow/plugins"
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert env["FHIR_COMPUTE_BACKEND"] == "spark_submit"
-    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith(
-        "http://airflow-apiserver:8080"
-    )
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://airflow-apiserver:8080")
 
     spark = json.loads(env["AIRFLOW_CONN_SPARK_DEFAULT"])
     assert spark["conn_type"] == "spark"
@@ -452,9 +446,7 @@ def test_airflow_environment_values():
 
     wasb = json.loads(env["AIRFLOW_CONN_WASB_DEFAULT"])
     assert wasb["conn_type"] == "wasb"
-    parts = dict(
-        item.split("=", 1) for item in wasb["extra"]["connection_string"].split(";") if item
-    )
+    parts = dict(item.split("=", 1) for item in wasb["extra"]["connection_string"].split(";") if item)
     assert parts["AccountName"] == "devstoreaccount1"
     assert parts["AccountKey"] == AZURITE_WELL_KNOWN_KEY
     assert parts["BlobEndpoint"] == "http://azurite:10000/devstoreaccount1"
@@ -573,9 +565,7 @@ def test_phi_hash_key_comes_from_the_host_environment():
         value = environment(service).get("FHIR_PHI_HASH_KEY")
         if value is not None:
             seen += 1
-            assert required.match(value), (
-                f"{name}: FHIR_PHI_HASH_KEY must be ${{FHIR_PHI_HASH_KEY:?...}}"
-            )
+            assert required.match(value), f"{name}: FHIR_PHI_HASH_KEY must be ${{FHIR_PHI_HASH_KEY:?...}}"
     assert seen, "FHIR_PHI_HASH_KEY is not passed to any service"
 
 

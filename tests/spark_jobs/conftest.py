@@ -4,14 +4,41 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lakehouse_helpers import RUN_DATE, ingest, landing_with
+from tests.lakehouse_helpers import RUN_DATE, ingest, landing_with, normalize
 
 
 @pytest.fixture(scope="session")
 def samples_lakehouse(spark, hl7_examples, synthea_ndjson, tmp_path_factory):
-    landing = landing_with(
-        tmp_path_factory.mktemp("landing"), RUN_DATE, hl7_examples, synthea_ndjson
-    )
+    landing = landing_with(tmp_path_factory.mktemp("landing"), RUN_DATE, hl7_examples, synthea_ndjson)
     lakehouse = tmp_path_factory.mktemp("lakehouse")
     counts = ingest(spark, landing, lakehouse)
     return landing, lakehouse, counts
+
+
+@pytest.fixture(scope="session")
+def samples_silver(spark, samples_lakehouse):
+    landing, lakehouse, _ = samples_lakehouse
+    summary = normalize(spark, lakehouse)
+    return landing, lakehouse, summary
+
+
+@pytest.fixture(scope="session")
+def generated_lakehouse(spark, tmp_path_factory):
+    """Generated patients (FHIR_TEST_PATIENTS, default 3000) through bronze, silver and gold."""
+    import os
+
+    from spark_jobs import gold_aggregate
+    from tools.fhir_generator import generate
+
+    patients = int(os.environ.get("FHIR_TEST_PATIENTS", "3000"))
+    root = tmp_path_factory.mktemp("generated")
+    generate(
+        patients=patients, seed=20261120, out=str(root / "landing"), date=RUN_DATE.isoformat(), progress=False
+    )
+    ingest(spark, root / "landing", root / "lakehouse")
+    normalize(spark, root / "lakehouse")
+    gold_aggregate.run(
+        spark,
+        gold_aggregate.parse_args(["--lakehouse", str(root / "lakehouse"), "--as-of", RUN_DATE.isoformat()]),
+    )
+    return root / "lakehouse", RUN_DATE

@@ -60,15 +60,11 @@ def test_sample_data_counts_reconcile_with_the_input(spark, samples_lakehouse):
         == sum(ingested.values()) + sum(quarantined.values())
     )
     fhir_raw = read_table(spark, str(lakehouse / "bronze" / "fhir_raw"))
-    by_type = {
-        r.resource_type: r["count"] for r in fhir_raw.groupBy("resource_type").count().collect()
-    }
+    by_type = {r.resource_type: r["count"] for r in fhir_raw.groupBy("resource_type").count().collect()}
     assert by_type == dict(ingested)
     # The typed tables hold exactly their type's rows.
     for table, resource_type in bronze_ingest.TYPED_RAW_TABLES.items():
-        assert (
-            read_table(spark, str(lakehouse / "bronze" / table)).count() == ingested[resource_type]
-        )
+        assert read_table(spark, str(lakehouse / "bronze" / table)).count() == ingested[resource_type]
     runs = read_table(spark, str(lakehouse / "bronze" / "ingest_runs")).collect()
     assert [(r.status, r.records_read, r.ingested, r.quarantined) for r in runs] == [
         ("ingested", counts["read"], counts["ingested"], counts["quarantined"])
@@ -148,9 +144,7 @@ def test_another_date_adds_its_own_slice(spark, tmp_path, synthea_ndjson):
     ingest(spark, landing, lakehouse, day1)
     ingest(spark, landing, lakehouse, day2)
     patients = read_table(spark, str(lakehouse / "bronze" / "patient_raw"))
-    per_day = {
-        r.ingestion_date: r["count"] for r in patients.groupBy("ingestion_date").count().collect()
-    }
+    per_day = {r.ingestion_date: r["count"] for r in patients.groupBy("ingestion_date").count().collect()}
     assert per_day == {day1: 9, day2: 9}
 
 
@@ -176,15 +170,11 @@ def test_bad_input_is_quarantined_with_its_reason_and_nothing_is_lost(spark, tmp
     (folder / "mixed.ndjson").write_bytes(b"\n".join(lines) + b"\n")
     # A gzip file cut short: its whole lines are kept, the cut one is quarantined.
     gz = gzip.compress(
-        b"\n".join(
-            json.dumps({"resourceType": "Patient", "id": f"gz-{i}"}).encode() for i in range(200)
-        )
+        b"\n".join(json.dumps({"resourceType": "Patient", "id": f"gz-{i}"}).encode() for i in range(200))
         + b"\n"
     )
     (folder / "cut.ndjson.gz").write_bytes(gz[: len(gz) // 2])
-    (folder / "half-document.json").write_text(
-        '{"resourceType": "Bundle", "type": "collection", "entry": ['
-    )
+    (folder / "half-document.json").write_text('{"resourceType": "Bundle", "type": "collection", "entry": [')
     (folder / "readme.txt").write_text("not a FHIR file")
 
     counts = ingest(spark, tmp_path / "landing", tmp_path / "lakehouse")
@@ -215,9 +205,7 @@ def test_missing_or_empty_landing_folder_fails_with_one_clear_error(spark, tmp_p
         ingest(spark, tmp_path / "empty", tmp_path / "lakehouse")
 
 
-def test_landing_in_azure_blob_storage_ingests_the_same_records(
-    spark, azurite, samples_lakehouse, tmp_path
-):
+def test_landing_in_azure_blob_storage_ingests_the_same_records(spark, azurite, samples_lakehouse, tmp_path):
     """wasb:// landing on a real Azurite: read through ABFS (Hadoop 3.5 has no WASB driver)."""
     landing, _, local_counts = samples_lakehouse
     container = azurite.container("fhir-landing")
@@ -233,10 +221,7 @@ def test_landing_in_azure_blob_storage_ingests_the_same_records(
 
     assert counts == local_counts
     raw = read_table(spark, str(tmp_path / "lakehouse" / "bronze" / "fhir_raw"))
-    assert (
-        raw.filter(F.col("source_file").startswith(f"daily_extract/{RUN_DATE}/")).count()
-        == raw.count()
-    )
+    assert raw.filter(F.col("source_file").startswith(f"daily_extract/{RUN_DATE}/")).count() == raw.count()
 
 
 def test_wasb_uris_are_read_through_abfs():

@@ -61,9 +61,7 @@ def observations(spark, entries, patients=()):
     hash_id = phi.hasher(TEST_PHI_KEY)
     urn_map = silver_normalize.patient_urn_map(bronze_rows(spark, list(patients)))
     parsed = silver_normalize.parse_resources(bronze_rows(spark, entries), "Observation")
-    with_patient = silver_normalize.resolve_patient(
-        parsed, F.col("r")["subject"]["reference"], urn_map
-    )
+    with_patient = silver_normalize.resolve_patient(parsed, F.col("r")["subject"]["reference"], urn_map)
     return silver_normalize.normalize_observations(
         with_patient,
         codesets.measure_lookup(spark),
@@ -292,9 +290,7 @@ def version_scenario(spark, tmp_path_factory):
     for day in (day1, day2):
         ingest(spark, landing, lakehouse, day)
         normalize(spark, lakehouse, day)
-    snapshot = {
-        t: read_table(spark, str(lakehouse / "silver" / t)).collect() for t in SILVER_TABLES
-    }
+    snapshot = {t: read_table(spark, str(lakehouse / "silver" / t)).collect() for t in SILVER_TABLES}
     return lakehouse, day1, day2, snapshot
 
 
@@ -342,21 +338,12 @@ def test_missing_phi_key_fails_before_any_work(monkeypatch, tmp_path):
 # --- The sample data end to end -----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def samples_silver(spark, samples_lakehouse):
-    landing, lakehouse, _ = samples_lakehouse
-    summary = normalize(spark, lakehouse)
-    return landing, lakehouse, summary
-
-
 def _input_resources(landing: Path) -> list[tuple[dict, str | None]]:
     """(resource, request method) for every resource in the landing folder, read with plain json."""
     found = []
     for path in sorted((landing / "daily_extract" / RUN_DATE.isoformat()).iterdir()):
         if path.suffix == ".ndjson":
-            found += [
-                (json.loads(line), None) for line in path.read_text().splitlines() if line.strip()
-            ]
+            found += [(json.loads(line), None) for line in path.read_text().splitlines() if line.strip()]
             continue
         doc = json.loads(path.read_text())
         if "resourceType" not in doc:  # package.json: quarantined by bronze
@@ -385,9 +372,7 @@ def test_sample_silver_rows_reconcile_with_the_input(spark, samples_silver):
     expected_ids = Counter(t for t, _ in distinct - deleted)
 
     def count(table, column):
-        return (
-            read_table(spark, str(lakehouse / "silver" / table)).select(column).distinct().count()
-        )
+        return read_table(spark, str(lakehouse / "silver" / table)).select(column).distinct().count()
 
     assert count("patients_normalized", "patient_id_hashed") == expected_ids["Patient"]
     assert count("encounters_normalized", "encounter_id") == expected_ids["Encounter"]
@@ -439,10 +424,7 @@ def test_sample_synthea_yields_the_tracked_measures(spark, samples_silver):
     ):
         assert per_measure.get(measure, 0) > 0, measure
     # Synthea's own codes are mapped, not only the seeds' codes (2339-0, 18262-6, 38483-4).
-    codes = {
-        r.code
-        for r in synthea.filter(F.col("measure").isin("glucose", "ldl", "creatinine")).collect()
-    }
+    codes = {r.code for r in synthea.filter(F.col("measure").isin("glucose", "ldl", "creatinine")).collect()}
     assert {"2339-0", "18262-6", "38483-4"} <= codes
 
 
@@ -455,12 +437,8 @@ def _phi_in_input(landing: Path) -> set[str]:
         if len(resource["id"]) >= 8:  # short example ids ("23", "f001") also name other things
             values.add(resource["id"])
         for name in resource.get("name", []):
-            values.update(
-                n for n in [name.get("family"), *name.get("given", [])] if n and len(n) > 3
-            )
-        values.update(
-            i["value"] for i in resource.get("identifier", []) if len(i.get("value", "")) >= 6
-        )
+            values.update(n for n in [name.get("family"), *name.get("given", [])] if n and len(n) > 3)
+        values.update(i["value"] for i in resource.get("identifier", []) if len(i.get("value", "")) >= 6)
         values.update(t["value"] for t in resource.get("telecom", []) if t.get("value"))
         values.update(line for a in resource.get("address", []) for line in a.get("line", []))
         if resource.get("birthDate"):
@@ -475,9 +453,7 @@ def test_no_phi_in_any_string_column_of_any_silver_table(spark, samples_silver):
     for table in SILVER_TABLES + ["resource_tombstones"]:
         df = read_table(spark, str(lakehouse / "silver" / table))
         strings = [
-            f.name
-            for f in df.schema.fields
-            if f.dataType.simpleString() in ("string", "array<string>")
+            f.name for f in df.schema.fields if f.dataType.simpleString() in ("string", "array<string>")
         ]
         seen = set()
         for row in df.select(*strings).collect():
@@ -493,8 +469,6 @@ def test_silver_rerun_on_the_samples_is_a_no_op(spark, samples_silver):
     _, lakehouse, _ = samples_silver
     before = {t: read_table(spark, str(lakehouse / "silver" / t)).collect() for t in SILVER_TABLES}
     summary = normalize(spark, lakehouse)
-    assert all(
-        s["resources_changed"] == 0 and s["resources_deleted"] == 0 for s in summary.values()
-    )
+    assert all(s["resources_changed"] == 0 and s["resources_deleted"] == 0 for s in summary.values())
     for table in SILVER_TABLES:
         assertDataFrameEqual(read_table(spark, str(lakehouse / "silver" / table)), before[table])

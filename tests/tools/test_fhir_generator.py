@@ -110,9 +110,7 @@ def extract_day_after(out) -> Extract:
 
 def test_same_arguments_give_identical_bytes_and_another_seed_differs(tmp_path):
     def run(name: str, seed: int, workers: int = 2) -> dict[str, bytes]:
-        generate(
-            120, seed, tmp_path / name, DAY_D, workers=workers, bundle_fraction=0.05, gzip=True
-        )
+        generate(120, seed, tmp_path / name, DAY_D, workers=workers, bundle_fraction=0.05, gzip=True)
         folder = folder_of(tmp_path / name, DAY_D)
         return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
 
@@ -147,9 +145,7 @@ def test_gzip_holds_the_same_lines_as_plain_output(tmp_path):
     for resource_type in RESOURCE_TYPES:
         name = f"{resource_type}.000.ndjson"
         text = (folder_of(tmp_path / "plain", DAY_D) / name).read_bytes()
-        assert (
-            gzip.decompress((folder_of(tmp_path / "gz", DAY_D) / f"{name}.gz").read_bytes()) == text
-        )
+        assert gzip.decompress((folder_of(tmp_path / "gz", DAY_D) / f"{name}.gz").read_bytes()) == text
 
 
 def test_extracts_of_consecutive_days_agree_on_shared_resources(extract_d, extract_day_after):
@@ -166,8 +162,7 @@ def test_extracts_of_consecutive_days_agree_on_shared_resources(extract_d, extra
             assert resource_id in tomorrow, resource_id
     # The day after brings new events.
     assert any(
-        resource["meta"]["lastUpdated"].startswith(DAY_AFTER.isoformat())
-        for resource in tomorrow.values()
+        resource["meta"]["lastUpdated"].startswith(DAY_AFTER.isoformat()) for resource in tomorrow.values()
     )
 
 
@@ -242,10 +237,7 @@ def test_clinical_signal(out):
     hba1c = defaultdict(list)
     stays = defaultdict(list)
     for r in resources:
-        if (
-            r["resourceType"] == "Condition"
-            and r["category"][0]["coding"][0]["code"] == "problem-list-item"
-        ):
+        if r["resourceType"] == "Condition" and r["category"][0]["coding"][0]["code"] == "problem-list-item":
             diagnosed[patient_id(r["subject"]["reference"])][r["code"]["coding"][0]["code"]] = when(
                 r["recordedDate"]
             )

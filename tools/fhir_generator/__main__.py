@@ -65,9 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     total = sum(counts.values())
     per_type = " ".join(f"{name}={count}" for name, count in counts.items())
-    print(
-        f"{per_type} total={total} seconds={seconds:.1f} resources_per_second={total / seconds:.0f}"
-    )
+    print(f"{per_type} total={total} seconds={seconds:.1f} resources_per_second={total / seconds:.0f}")
     return 0
 
 

@@ -99,9 +99,7 @@ HEART_RATE = Measure("8867-4", "Heart rate", "/min")
 RESPIRATORY_RATE = Measure("9279-1", "Respiratory rate", "/min")
 BODY_TEMPERATURE = Measure("8310-5", "Body temperature", "Cel")
 SPO2 = Measure("2708-6", "Oxygen saturation in Arterial blood", "%")
-SPO2_PULSE_OXIMETRY = Measure(
-    "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%"
-)
+SPO2_PULSE_OXIMETRY = Measure("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%")
 SYSTOLIC = Measure("8480-6", "Systolic Blood Pressure", "mm[Hg]")
 DIASTOLIC = Measure("8462-4", "Diastolic Blood Pressure", "mm[Hg]")
 # Synthea writes its own panel code 55284-4; the HL7 vital-signs profile uses 85354-9.
@@ -141,9 +139,7 @@ CREATININE_SERUM = Measure(
 )
 TOTAL_CHOLESTEROL = Measure("2093-3", "Total Cholesterol", "mg/dL", high=199)
 LDL = Measure("18262-6", "Low Density Lipoprotein Cholesterol", "mg/dL", high=129)
-LDL_DIRECT = Measure(
-    "2089-1", "Cholesterol in LDL [Mass/volume] in Serum or Plasma", "mg/dL", high=129
-)
+LDL_DIRECT = Measure("2089-1", "Cholesterol in LDL [Mass/volume] in Serum or Plasma", "mg/dL", high=129)
 HDL = Measure("2085-9", "High Density Lipoprotein Cholesterol", "mg/dL", low=40)
 TRIGLYCERIDES = Measure("2571-8", "Triglycerides", "mg/dL", high=149, critical_high=1000)
 HEMOGLOBIN = Measure(
@@ -298,8 +294,7 @@ FUROSEMIDE = Drug(
 )
 FLUTICASONE_SALMETEROL = Drug(
     "896209",
-    "60 ACTUAT Fluticasone propionate 0.25 MG/ACTUAT / salmeterol 0.05 MG/ACTUAT "
-    "Dry Powder Inhaler",
+    "60 ACTUAT Fluticasone propionate 0.25 MG/ACTUAT / salmeterol 0.05 MG/ACTUAT Dry Powder Inhaler",
     "Inhale 1 puff twice daily",
     2,
     None,
@@ -352,9 +347,7 @@ NITROGLYCERIN = Drug(
     "spray",
     "SPRAY",
 )
-ASPIRIN = Drug(
-    "243670", "Aspirin 81 MG Oral Tablet", "Take 1 tablet by mouth once daily", 1, None, *_TABLET
-)
+ASPIRIN = Drug("243670", "Aspirin 81 MG Oral Tablet", "Take 1 tablet by mouth once daily", 1, None, *_TABLET)
 OXYCODONE_ACETAMINOPHEN = Drug(
     "1049221",
     "Acetaminophen 325 MG / oxyCODONE Hydrochloride 5 MG Oral Tablet",
@@ -373,8 +366,7 @@ ACETAMINOPHEN = Drug(
 )
 INSULIN = Drug(
     "106892",
-    "insulin human, isophane 70 UNT/ML / Regular Insulin, Human 30 UNT/ML "
-    "Injectable Suspension [Humulin]",
+    "insulin human, isophane 70 UNT/ML / Regular Insulin, Human 30 UNT/ML Injectable Suspension [Humulin]",
     "Inject subcutaneously twice daily",
     2,
     None,
@@ -392,9 +384,7 @@ PNEUMONIA = (
     True,
 )
 COPD_EXACERBATION = (
-    concept(
-        SNOMED, "195951007", "Acute exacerbation of chronic obstructive airways disease (disorder)"
-    ),
+    concept(SNOMED, "195951007", "Acute exacerbation of chronic obstructive airways disease (disorder)"),
     ALBUTEROL,
     False,
     True,
@@ -485,9 +475,7 @@ def omb_extension(url: str, code: str, display: str) -> dict:
 RACE_EXTENSIONS = [
     (
         weight,
-        omb_extension(
-            "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race", code, display
-        ),
+        omb_extension("http://hl7.org/fhir/us/core/StructureDefinition/us-core-race", code, display),
     )
     for weight, code, display in RACES
 ]

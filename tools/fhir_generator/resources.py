@@ -65,9 +65,7 @@ class PatientWriter:
     """Writes every resource of one patient for the window (start, end] into ``sink``,
     a callable (resource type index, resource dict)."""
 
-    def __init__(
-        self, seed: int, index: int, window_start: int, window_end: int, sink, bundled: bool
-    ):
+    def __init__(self, seed: int, index: int, window_start: int, window_end: int, sink, bundled: bool):
         self.timeline = tl.PatientTimeline(seed, index, window_end)
         self.seed = seed
         self.index = index
@@ -151,10 +149,7 @@ class PatientWriter:
             [e for _, e in codes.RACE_EXTENSIONS], weights=[w for w, _ in codes.RACE_EXTENSIONS]
         )[0]
         hispanic = rng.random() < 0.12
-        street = (
-            f"{rng.randint(1, 999)} {rng.choice(codes.FAMILY_NAMES)} "
-            f"{rng.choice(codes.STREET_SUFFIXES)}"
-        )
+        street = f"{rng.randint(1, 999)} {rng.choice(codes.FAMILY_NAMES)} {rng.choice(codes.STREET_SUFFIXES)}"
         if rng.random() < 0.3:
             street += f" {rng.choice(('Suite', 'Unit', 'Apt.'))} {rng.randint(1, 99)}"
         synthea_id = uuid4(rng.getrandbits(128))
@@ -275,9 +270,7 @@ class PatientWriter:
         rng = event.rng
         quality = rng.random()
         if quality < _DATA_ABSENT:
-            resource["dataAbsentReason"] = codes.DATA_ABSENT_REASONS[
-                int(quality / _DATA_ABSENT * 3)
-            ]
+            resource["dataAbsentReason"] = codes.DATA_ABSENT_REASONS[int(quality / _DATA_ABSENT * 3)]
         else:
             if quality < _ENTERED_IN_ERROR:
                 resource["status"] = "entered-in-error"
@@ -464,9 +457,7 @@ class PatientWriter:
         admit, discharge = admission.admit, admission.discharge
         reason = self._admission_reason(rng, admit)
         concept, drug, fever, hypoxic = reason
-        event = self.encounter(
-            rng, codes.INPATIENT, codes.HOSPITAL_ADMISSION, admit, discharge, [concept]
-        )
+        event = self.encounter(rng, codes.INPATIENT, codes.HOSPITAL_ADMISSION, admit, discharge, [concept])
         gauss = rng.gauss
         condition_id = uuid4(rng.getrandbits(128))
         condition_ref = self.reference("Condition", condition_id)
@@ -491,17 +482,13 @@ class PatientWriter:
         # Vitals on arrival: febrile, hypoxic and tachycardic as the reason implies.
         event.at(admit + 1200 + int(rng.random() * 2400))
         systolic, diastolic = t.blood_pressure(admit)
-        self.blood_pressure(
-            event, systolic + 5.0 + gauss(0.0, 10.0), diastolic + 3.0 + gauss(0.0, 6.0)
-        )
+        self.blood_pressure(event, systolic + 5.0 + gauss(0.0, 10.0), diastolic + 3.0 + gauss(0.0, 6.0))
         heart_rate = t.heart_rate_base + 18.0 + 10.0 * fever + 6.0 * hypoxic + gauss(0.0, 8.0)
         self.quantity(event, codes.HEART_RATE, heart_rate, 0)
         self.quantity(event, codes.RESPIRATORY_RATE, 18.0 + 5.0 * hypoxic + gauss(0.0, 2.0), 0)
         temperature = rng.uniform(38.1, 39.6) if fever else 36.9 + gauss(0.0, 0.3)
         self.quantity(event, codes.BODY_TEMPERATURE, temperature, 1)
-        self.spo2(
-            event, rng.uniform(84.0, 92.5) if hypoxic else t.spo2_base - 1.0 + gauss(0.0, 1.0)
-        )
+        self.spo2(event, rng.uniform(84.0, 92.5) if hypoxic else t.spo2_base - 1.0 + gauss(0.0, 1.0))
 
         event.at(admit + 3600 + int(rng.random() * 3600))
         if reason is codes.HYPERGLYCEMIA:
@@ -561,21 +548,15 @@ class PatientWriter:
         event.at(start + 600 + int(rng.random() * 1800))
         gauss = rng.gauss
         systolic, diastolic = t.blood_pressure(start)
-        self.blood_pressure(
-            event, systolic + 8.0 + gauss(0.0, 8.0), diastolic + 4.0 + gauss(0.0, 5.0)
-        )
+        self.blood_pressure(event, systolic + 8.0 + gauss(0.0, 8.0), diastolic + 4.0 + gauss(0.0, 5.0))
         self.quantity(event, codes.HEART_RATE, t.heart_rate_base + 12.0 + gauss(0.0, 9.0), 0)
-        self.quantity(
-            event, codes.RESPIRATORY_RATE, 17.0 + 3.0 * t.has(tl.COPD, start) + gauss(0.0, 2.0), 0
-        )
+        self.quantity(event, codes.RESPIRATORY_RATE, 17.0 + 3.0 * t.has(tl.COPD, start) + gauss(0.0, 2.0), 0)
         self.quantity(event, codes.BODY_TEMPERATURE, 37.0 + abs(gauss(0.0, 0.5)), 1)
         self.spo2(event, t.spo2_base - 3.5 * t.has(tl.COPD, start) + gauss(0.0, 1.2))
 
     # --- Medications ---------------------------------------------------------------------
 
-    def _request(
-        self, event: _Event, status: str, drug: codes.Drug, authored: int, reason: dict
-    ) -> dict:
+    def _request(self, event: _Event, status: str, drug: codes.Drug, authored: int, reason: dict) -> dict:
         return {
             "resourceType": "MedicationRequest",
             "id": uuid4(event.rng.getrandbits(128)),

@@ -250,8 +250,7 @@ class PatientTimeline:
         # A drug is stopped (side effects) at each later visit with probability 1%; for
         # lisinopril (ACE-inhibitor cough) that means a switch to amlodipine.
         stop_after_visits = {
-            condition: 1 + int(math.log(1.0 - rng.random()) / _LOG_KEEP_DRUG)
-            for condition in _TREATMENT_RATE
+            condition: 1 + int(math.log(1.0 - rng.random()) / _LOG_KEEP_DRUG) for condition in _TREATMENT_RATE
         }
 
         self.onset = self._onsets(onset_draws)
@@ -273,10 +272,7 @@ class PatientTimeline:
 
     def _onset_time(self, condition: int, draw: float, extra: float) -> int | None:
         log_hazard = math.log(-math.log(1.0 - draw)) if draw > 0.0 else -50.0
-        onset_age = (
-            60.0
-            + (log_hazard - _ONSET_LOG_HAZARD_AT_60[condition] - extra) / _ONSET_SLOPE[condition]
-        )
+        onset_age = 60.0 + (log_hazard - _ONSET_LOG_HAZARD_AT_60[condition] - extra) / _ONSET_SLOPE[condition]
         if onset_age > 110.0:
             return None
         return self.birth + int(max(onset_age, 18.0) * YEAR)
@@ -321,11 +317,7 @@ class PatientTimeline:
     def _treatment(self, condition: int, t: int) -> float:
         """0..1: how much of a drug's effect is present at t (adherence, 3-month ramp-up)."""
         for course in self.courses:
-            if (
-                course.condition == condition
-                and course.start < t
-                and (course.end is None or t < course.end)
-            ):
+            if course.condition == condition and course.start < t and (course.end is None or t < course.end):
                 return self.adherence * min(1.0, (t - course.start) / (0.25 * YEAR))
         return 0.0
 
@@ -356,10 +348,7 @@ class PatientTimeline:
             return int(onset - 6 * YEAR * (6.5 - 5.7) / (6.5 - self.a1c_base))
         onset = self.onset[PREDIABETES]
         if onset is not None:
-            return int(
-                onset
-                + 4 * YEAR * (5.7 - self.a1c_base) / (self.prediabetes_plateau - self.a1c_base)
-            )
+            return int(onset + 4 * YEAR * (5.7 - self.a1c_base) / (self.prediabetes_plateau - self.a1c_base))
         return None
 
     def fasting_glucose(self, a1c: float) -> float:
@@ -459,11 +448,7 @@ class PatientTimeline:
         lab-defined conditions wait for a visit with labs). None: not diagnosed yet."""
         recorded = [self._first_visit(self.onset[c], c in _LAB_DIAGNOSED) for c in range(6)]
         prediabetes = self._first_visit(self._prediabetes_crossing(), True)
-        if (
-            prediabetes is not None
-            and recorded[DIABETES] is not None
-            and prediabetes >= recorded[DIABETES]
-        ):
+        if prediabetes is not None and recorded[DIABETES] is not None and prediabetes >= recorded[DIABETES]:
             prediabetes = None  # diagnosed straight away as diabetic
         recorded.append(prediabetes)
         recorded.append(self._first_visit(self._obesity_onset(), False))
@@ -504,9 +489,7 @@ class PatientTimeline:
         readmission_due = False
         while True:
             if not readmission_due:
-                rate = 0.05 * math.exp(
-                    0.035 * (self.age(t) - 65.0) + 0.45 * self.comorbidities(int(t))
-                )
+                rate = 0.05 * math.exp(0.035 * (self.age(t) - 65.0) + 0.45 * self.comorbidities(int(t)))
                 t += rng.expovariate(rate) * YEAR
             if t > horizon:
                 return admissions
@@ -557,9 +540,7 @@ class PatientTimeline:
         last = (latest - course.start) // period + 1
         fills = []
         for slot in range(first, last + 1):
-            bits, filled, jitter = keyed_draws(
-                self.seed, self.index, FILL, course.index << 20 | slot
-            )
+            bits, filled, jitter = keyed_draws(self.seed, self.index, FILL, course.index << 20 | slot)
             if slot == 0:
                 # First fill on the day of the prescription, 1-3 hours after the visit.
                 t = self.visit_end[course.start_visit] + 3600 + int(jitter * 7200)

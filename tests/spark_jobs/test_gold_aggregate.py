@@ -1,0 +1,368 @@
+"""Gold: values hand-checked on small constructed inputs (windows at their
+boundaries), point-in-time guard, and the job on the sample data."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from spark_jobs import gold_aggregate as gold
+from spark_jobs.lakehouse import read_table
+
+AS_OF = dt.date(2026, 6, 30)
+MEASUREMENTS = (
+    "patient_id_hashed string, measure string, observation_date date, observation_ts timestamp, "
+    "value_numeric double, is_abnormal boolean"
+)
+PATIENTS = "patient_id_hashed string, gender string, age_years int, age_as_of date"
+ENCOUNTERS = (
+    "patient_id_hashed string, encounter_id string, encounter_class string, status string, "
+    "period_start timestamp, period_end timestamp, encounter_date date, length_of_stay_days int, "
+    "duration_hours double"
+)
+CONDITIONS = (
+    "patient_id_hashed string, code string, onset_ts timestamp, recorded_ts timestamp, abatement_ts timestamp"
+)
+MEDICATIONS = (
+    "patient_id_hashed string, source_resource_type string, rxnorm_code string, code string, "
+    "medication_reference string, status string, effective_start timestamp, effective_end timestamp, "
+    "start_date date, duration_days int, expected_supply_days double, number_of_repeats_allowed bigint"
+)
+
+
+def day(offset: int) -> dt.date:
+    """AS_OF + offset days."""
+    return AS_OF + dt.timedelta(days=offset)
+
+
+def at(offset: int, hour: int = 9) -> dt.datetime:
+    return dt.datetime.combine(day(offset), dt.time(hour))
+
+
+def measurement(patient, measure, offset, value, abnormal=False):
+    return (patient, measure, day(offset), at(offset), float(value), abnormal)
+
+
+def encounter(patient, encounter_id, klass, start_offset, end_offset, status="finished"):
+    start, end = at(start_offset, 8), at(end_offset, 16)
+    return (
+        patient,
+        encounter_id,
+        klass,
+        status,
+        start,
+        end,
+        start.date(),
+        (end.date() - start.date()).days,
+        (end - start).total_seconds() / 3600,
+    )
+
+
+def medication(
+    patient,
+    rxnorm,
+    start_offset,
+    end_offset,
+    kind="MedicationStatement",
+    status="completed",
+    supply_days=None,
+    repeats=None,
+):
+    start = at(start_offset, 0)
+    end = at(end_offset, 0) if end_offset is not None else None
+    return (
+        patient,
+        kind,
+        rxnorm,
+        rxnorm,
+        None,
+        status,
+        start,
+        end,
+        start.date(),
+        (end.date() - start.date()).days if end else None,
+        supply_days,
+        repeats,
+    )
+
+
+@pytest.fixture
+def inputs(spark):
+    def frames(measurements=(), patients=(), encounters=(), conditions=(), medications=()):
+        return {
+            "patients": spark.createDataFrame(list(patients), PATIENTS),
+            "measurements": spark.createDataFrame(list(measurements), MEASUREMENTS),
+            "encounters": spark.createDataFrame(list(encounters), ENCOUNTERS),
+            "conditions": spark.createDataFrame(list(conditions), CONDITIONS),
+            "medications": spark.createDataFrame(list(medications), MEDICATIONS),
+        }
+
+    return frames
+
+
+def test_windows_are_by_date_and_exclude_their_far_boundary(inputs):
+    data = inputs(
+        patients=[("p1", "female", 59, day(-400))],
+        measurements=[
+            measurement("p1", "hba1c", -90, 7.0),  # exactly 90 days before: outside _90d
+            measurement("p1", "hba1c", -89, 6.0),
+            measurement("p1", "hba1c", 0, 6.2),
+            measurement("p1", "bp_systolic", -30, 150),  # exactly 30 days before: outside _30d
+            measurement("p1", "bp_systolic", -29, 130),
+            measurement("p1", "glucose", 1, 300),  # after the as-of date: never used
+        ],
+    )
+    [row] = gold.chronic_disease_features(AS_OF, **data).collect()
+    assert row.avg_hba1c_90d == pytest.approx(6.1)
+    assert row.avg_bp_systolic_30d == pytest.approx(130.0)
+    assert row.avg_glucose_90d is None
+    assert row.last_hba1c == pytest.approx(6.2)
+    assert row.days_since_last_hba1c == 0
+    assert row.hba1c_count_365d == 3
+    # Least-squares slope of (day -90, 7.0), (-89, 6.0), (0, 6.2), per 365 days.
+    xs, ys = [-90, -89, 0], [7.0, 6.0, 6.2]
+    mx, my = sum(xs) / 3, sum(ys) / 3
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    assert row.hba1c_slope_365d == pytest.approx(slope * 365)
+    # Aged from 59 at day -400 to the as-of date.
+    assert row.age_years == 60
+    assert row.as_of_date == AS_OF
+
+
+@pytest.mark.parametrize(
+    ("values", "flags"),
+    [
+        ({"hba1c": 6.5}, (True, False, False)),
+        ({"hba1c": 6.4, "glucose": 126}, (True, False, False)),
+        ({"hba1c": 6.4, "glucose": 125.9}, (False, False, False)),
+        ({"bp_systolic": 139, "bp_diastolic": 90}, (False, True, False)),
+        ({"bp_systolic": 140, "bp_diastolic": 80}, (False, True, False)),
+        ({"ldl": 160}, (False, False, True)),
+        ({"ldl": 159, "total_cholesterol": 240}, (False, False, False)),
+        ({"ldl": 120, "total_cholesterol": 240, "bp_systolic": 145}, (False, True, True)),
+        ({}, (False, False, False)),
+    ],
+)
+def test_risk_flags_follow_the_spec(inputs, values, flags):
+    data = inputs(
+        patients=[("p1", "male", 50, AS_OF)],
+        measurements=[measurement("p1", m, -5, v) for m, v in values.items()],
+    )
+    [row] = gold.chronic_disease_features(AS_OF, **data).collect()
+    assert (row.diabetes_risk_flag, row.hypertension_risk_flag, row.cvd_risk_flag) == flags
+
+
+def test_daily_vital_trends_and_flags(inputs):
+    data = inputs(
+        measurements=[
+            measurement("p1", "heart_rate", -1, 95),
+            measurement("p1", "heart_rate", -1, 110),
+            measurement("p1", "oxygen_saturation", -1, 88),
+            measurement("p1", "bp_systolic", -1, 141),
+            measurement("p1", "bp_diastolic", -1, 85),
+            measurement("p1", "heart_rate", 0, 70),
+        ]
+    )
+    daily = gold.daily_measures(data["measurements"])
+    rows = {r.observation_date: r for r in gold.vital_trends(daily, day(-10), AS_OF).collect()}
+    first = rows[day(-1)]
+    assert (first.heart_rate_avg, first.heart_rate_min, first.heart_rate_max) == (102.5, 95.0, 110.0)
+    assert (first.tachycardia_flag, first.hypoxia_flag, first.hypertension_flag) == (True, True, True)
+    second = rows[day(0)]
+    assert (second.tachycardia_flag, second.hypoxia_flag, second.hypertension_flag) == (False, False, False)
+
+
+def test_lab_trends_use_date_windows_and_count_days_since_abnormal(inputs, spark):
+    data = inputs(
+        measurements=[
+            measurement("p1", "glucose", -40, 200, abnormal=True),
+            measurement("p1", "glucose", -20, 100),
+            measurement("p1", "glucose", -6, 110),
+            measurement("p1", "glucose", 0, 130),
+        ]
+    )
+    daily = gold.daily_measures(data["measurements"])
+    rows = {r.observation_date: r for r in gold.lab_trends(daily, day(-10), AS_OF).collect()}
+    assert set(rows) == {day(-6), day(0)}  # only days in (as_of - trend_days, as_of] are written
+    last = rows[day(0)]
+    assert last.value_numeric == 130
+    assert last.value_7d_avg == pytest.approx(120.0)  # -6 and 0; -20 is outside 7 days
+    assert last.value_30d_avg == pytest.approx((100 + 110 + 130) / 3)  # -40 is outside 30 days
+    assert last.value_90d_avg == pytest.approx((200 + 100 + 110 + 130) / 4)
+    assert last.pct_change_7d_vs_30d == pytest.approx((120 - 340 / 3) / (340 / 3) * 100)
+    assert last.trend_direction == "INCREASING"  # +5.9% > 5%
+    assert last.days_since_abnormal == 40
+    assert last.loinc_code == "2339-0"
+
+
+def test_readmission_label_counts_day_30_not_day_31(inputs):
+    data = inputs(
+        patients=[("a", "male", 70, AS_OF), ("b", "female", 70, AS_OF), ("c", "male", 70, AS_OF)],
+        encounters=[
+            encounter("a", "a1", "IMP", -100, -95),
+            encounter("a", "a2", "IMP", -65, -60),  # starts 30 days after a1's discharge date
+            encounter("b", "b1", "IMP", -100, -95),
+            encounter("b", "b2", "IMP", -64, -60),  # 31 days after
+            encounter("c", "c1", "IMP", -20, -15),  # 30 days not over yet at the as-of date
+            encounter("c", "c0", "AMB", -200, -200),
+        ],
+    )
+    rows = {r.encounter_id: r for r in gold.readmission_features(AS_OF, **data).collect()}
+    assert (rows["a1"].readmission_30d, rows["a1"].days_to_readmission) == (1, 30)
+    assert rows["b1"].readmission_30d == 0
+    assert (rows["c1"].readmission_30d, rows["c1"].label_observable) == (None, False)
+    assert "c0" not in rows  # ambulatory visits are not index stays
+    assert rows["a2"].prior_inpatient_count_365d == 1
+    assert rows["a2"].days_since_previous_discharge == 30
+    assert rows["a1"].prior_inpatient_count_365d == 0
+
+
+def test_adherence_is_pdc_over_180_days(inputs):
+    metformin, lisinopril = "860975", "314076"
+    data = inputs(
+        medications=[
+            # Two 60-day fills with a 60-day gap, and an overlapping refill counted once.
+            medication("p1", metformin, -179, -120),
+            medication("p1", metformin, -59, 0, status="active"),
+            medication("p1", metformin, -30, -1),
+            # A drug with only an order: its supply is 30 days x (1 + 1 repeat) from the start.
+            medication(
+                "p2",
+                lisinopril,
+                -59,
+                300,
+                kind="MedicationRequest",
+                status="active",
+                supply_days=30.0,
+                repeats=1,
+            ),
+            # An authorization for a drug with statements is ignored for coverage.
+            medication(
+                "p1",
+                metformin,
+                -179,
+                185,
+                kind="MedicationRequest",
+                status="active",
+                supply_days=30.0,
+                repeats=11,
+            ),
+        ]
+    )
+    rows = {
+        r.patient_id_hashed: r
+        for r in gold.medication_adherence_features(data["medications"], AS_OF).collect()
+    }
+    assert rows["p1"].days_covered_180d == 120
+    assert rows["p1"].adherence_score == pytest.approx(66.67)
+    # p2's first supply starts 59 days before: 60 days covered out of 60.
+    assert rows["p2"].days_covered_180d == 60
+    assert rows["p2"].adherence_score == pytest.approx(100.0)
+    assert rows["p1"].active_medication_count == 1
+
+
+def test_features_do_not_change_when_data_after_the_cutoff_is_added(inputs):
+    """The leakage guard: nothing dated after a row's cutoff reaches its features."""
+    history = dict(
+        patients=[("p1", "male", 66, day(-10))],
+        measurements=[measurement("p1", "hba1c", -30, 6.1), measurement("p1", "bp_systolic", -3, 150)],
+        encounters=[encounter("p1", "s1", "IMP", -50, -45), encounter("p1", "v1", "AMB", -10, -10)],
+        conditions=[("p1", "38341003", at(-300), None, None)],
+        medications=[medication("p1", "314076", -100, -10)],
+    )
+    future = dict(
+        measurements=[measurement("p1", "hba1c", 1, 9.5), measurement("p1", "bp_systolic", 2, 200)],
+        encounters=[encounter("p1", "s2", "IMP", 5, 9)],
+        conditions=[("p1", "44054006", at(3), None, None)],
+        medications=[medication("p1", "860975", 2, 60, status="active")],
+    )
+    combined = {k: history.get(k, []) + future.get(k, []) for k in set(history) | set(future)}
+
+    before = gold.chronic_disease_features(AS_OF, **inputs(**history))
+    after = gold.chronic_disease_features(AS_OF, **inputs(**combined))
+    assertDataFrameEqual(after, before)
+    [row] = before.collect()
+    assert (row.has_hypertension_dx, row.has_diabetes_dx, row.on_antidiabetic) == (True, False, False)
+    assert (row.avg_hba1c_90d, row.avg_bp_systolic_30d, row.inpatient_count_365d) == (6.1, 150.0, 1)
+
+    # Readmission features of stay s1 are as of its discharge: later data changes nothing
+    # except its label, which is what happens after the discharge.
+    def s1_features(data):
+        return (
+            gold.readmission_features(AS_OF, **data)
+            .filter(F.col("encounter_id") == "s1")
+            .drop("readmission_30d", "label_observable", "days_to_readmission")
+        )
+
+    late = dict(measurements=[measurement("p1", "glucose", -44, 400)])
+    assertDataFrameEqual(
+        s1_features(inputs(**{k: history.get(k, []) + late.get(k, []) for k in history})),
+        s1_features(inputs(**history)),
+    )
+
+
+# --- The job on the sample data -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def samples_gold(spark, samples_silver):
+    _, lakehouse, _ = samples_silver
+    measurements = gold.usable_measurements(
+        read_table(spark, str(lakehouse / "silver" / "observations_normalized"))
+    )
+    # Synthea's data stops years ago: take the as-of date of its most recent measurement.
+    as_of = measurements.agg(F.max("observation_date")).first()[0]
+    args = gold.parse_args(
+        ["--lakehouse", str(lakehouse), "--as-of", as_of.isoformat(), "--trend-days", "3650"]
+    )
+    counts = gold.run(spark, args)
+    return lakehouse, as_of, args, counts
+
+
+def test_sample_synthea_gives_glucose_hba1c_and_bp_features(spark, samples_gold):
+    lakehouse, as_of, _, counts = samples_gold
+    features = read_table(spark, str(lakehouse / "gold" / "chronic_disease_features"))
+    assert (
+        counts["chronic_disease_features"]
+        == features.count()
+        == features.select("patient_id_hashed").distinct().count()
+    )
+    assert features.filter(F.col("last_glucose").isNotNull()).count() >= 5
+    assert features.filter(F.col("last_hba1c").isNotNull()).count() >= 3
+    assert features.filter(F.col("avg_bp_systolic_365d").isNotNull()).count() >= 1
+    labs = read_table(spark, str(lakehouse / "gold" / "lab_result_trends"))
+    assert {r.lab for r in labs.select("lab").distinct().collect()} >= {"glucose", "hba1c", "ldl", "hdl"}
+    vitals = read_table(spark, str(lakehouse / "gold" / "patient_vital_trends"))
+    assert vitals.filter(F.col("bp_systolic_avg").isNotNull()).count() > 10
+
+
+def test_gold_rerun_for_the_same_date_gives_the_same_tables(spark, samples_gold):
+    lakehouse, _, args, counts = samples_gold
+    tables = list(counts)
+    before = {t: read_table(spark, str(lakehouse / "gold" / t)).collect() for t in tables}
+    assert gold.run(spark, args) == counts
+    for table in tables:
+        assertDataFrameEqual(read_table(spark, str(lakehouse / "gold" / table)), before[table])
+
+
+def test_only_usable_measurements_reach_gold(spark):
+    silver = (
+        spark.createDataFrame(
+            [
+                ("p1", "glucose", "final", False, True, 100.0, "ok"),
+                ("p1", "glucose", "entered-in-error", True, True, 900.0, "error"),
+                ("p1", "glucose", "cancelled", False, True, 800.0, "cancelled"),
+                ("p1", "glucose", "final", False, False, 5.5, "unit not normalised"),
+                ("p1", None, "final", False, False, 1.0, "not a tracked measure"),
+            ],
+            "patient_id_hashed string, measure string, status string, is_entered_in_error boolean, "
+            "is_unit_normalized boolean, value_numeric double, note string",
+        )
+        .withColumn("observation_ts", F.lit(at(0)))
+        .withColumn("observation_date", F.lit(AS_OF))
+        .withColumn("is_abnormal", F.lit(None).cast("boolean"))
+    )
+    assert [r.value_numeric for r in gold.usable_measurements(silver).collect()] == [100.0]
