@@ -26,17 +26,18 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_jobs import fhir_json
+from spark_jobs import codesets, fhir_json
 from spark_jobs.lakehouse import (
+    PermanentJobError,
     configure_logging,
     overwrite_slice,
     read_table,
+    run_job,
     table_exists,
     table_path,
 )
@@ -44,7 +45,6 @@ from spark_jobs.session import build_spark_session
 
 log = logging.getLogger("fhir_lakehouse.bronze")
 
-RESOURCE_TYPES_FILE = Path(__file__).resolve().parent.parent / "include" / "fhir" / "r4_resource_types.txt"
 
 # Per-type raw tables (SPEC §4) and the resource type each one holds.
 TYPED_RAW_TABLES = {
@@ -139,7 +139,7 @@ QUARANTINE_COLUMNS = [
 ]
 
 
-class LandingError(RuntimeError):
+class LandingError(PermanentJobError):
     """The landing folder cannot be ingested at all (missing, empty)."""
 
 
@@ -149,11 +149,6 @@ class LandingFile:
     relative_path: str
     size: int
     modified_ms: int
-
-
-def load_resource_types(path: Path = RESOURCE_TYPES_FILE) -> list[str]:
-    lines = (line.strip() for line in path.read_text().splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
 
 
 # --- Reading -----------------------------------------------
@@ -171,8 +166,10 @@ def hadoop_uri(uri: str) -> str:
     return f"abfs{secure}://{container}@{account}.dfs.{suffix}{path or ''}"
 
 
-def landing_folder(landing: str, run_date: dt.date) -> str:
-    return f"{hadoop_uri(landing).rstrip('/')}/daily_extract/{run_date.isoformat()}"
+def landing_folder(landing: str, run_date: dt.date, prefix: str | None = None) -> str:
+    """<landing>/daily_extract/<run-date>, or <landing>/<prefix> when a prefix is given."""
+    relative = (prefix or f"daily_extract/{run_date.isoformat()}").strip("/")
+    return f"{hadoop_uri(landing).rstrip('/')}/{relative}"
 
 
 def list_landing_files(spark: SparkSession, folder: str) -> list[LandingFile]:
@@ -300,7 +297,7 @@ def with_envelope(records: DataFrame, text_column: str = "text") -> DataFrame:
 
 
 @F.udf(returnType=BUNDLE_ENTRIES_TYPE)
-def _split_bundle_udf(text: str):
+def _split_bundle_udf(text):
     try:
         return [tuple(entry) for entry in fhir_json.split_bundle(text)]
     except (ValueError, IndexError) as exc:
@@ -516,6 +513,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run-date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
     parser.add_argument("--run-id", default=None, help="orchestrator run id (default: manual__<now>)")
     parser.add_argument(
+        "--landing-prefix",
+        default=None,
+        help="read <landing>/<prefix> instead of <landing>/daily_extract/<run-date> (late or moved extracts)",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="re-ingest even if the landing folder is unchanged"
     )
     return parser.parse_args(argv)
@@ -537,7 +539,7 @@ def _previous_run_fingerprint(spark: SparkSession, runs_path: str, run_date: dt.
 def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     run_id = args.run_id or f"manual__{started.isoformat(timespec='seconds')}"
-    folder = landing_folder(args.landing, args.run_date)
+    folder = landing_folder(args.landing, args.run_date, args.landing_prefix)
     files = list_landing_files(spark, folder)
     fingerprint = landing_fingerprint(files)
     paths = {
@@ -569,7 +571,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
         return counts
 
     documents = with_envelope(read_documents(spark, files))
-    records = classify(expand_bundles(documents), load_resource_types())
+    records = classify(expand_bundles(documents), list(codesets.resource_types()))
     records = with_load_metadata(records, args.run_date, run_id, started).persist()
     try:
         records_read = records.count()
@@ -685,4 +687,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_job(main)

@@ -4,22 +4,35 @@ conversions, interpretation severities, geography rules)."""
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-CODESETS_DIR = Path(__file__).resolve().parent.parent / "include" / "codesets"
+
+def include_path(*parts: str) -> Path:
+    """A file under include/. FHIR_INCLUDE_DIR points there when the jobs run from a
+    zip shipped by spark-submit (its modules have no repository around them)."""
+    root = os.environ.get("FHIR_INCLUDE_DIR") or Path(__file__).resolve().parent.parent / "include"
+    return Path(root, *parts)
 
 
 @cache
 def load(name: str) -> dict:
     """Parsed JSON of include/codesets/<name>.json."""
-    path = CODESETS_DIR / f"{name}.json"
+    path = include_path("codesets", f"{name}.json")
     if not path.is_file():
         raise FileNotFoundError(f"code set {name!r} not found at {path}")
     return json.loads(path.read_text())
+
+
+@cache
+def resource_types() -> tuple[str, ...]:
+    """FHIR R4 resource types (include/fhir/r4_resource_types.txt)."""
+    lines = (line.strip() for line in include_path("fhir", "r4_resource_types.txt").read_text().splitlines())
+    return tuple(line for line in lines if line and not line.startswith("#"))
 
 
 def measures() -> dict[str, dict]:

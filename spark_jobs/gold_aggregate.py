@@ -45,7 +45,15 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from spark_jobs import codesets
-from spark_jobs.lakehouse import configure_logging, overwrite_slice, read_table, table_path
+from spark_jobs.lakehouse import (
+    PermanentJobError,
+    configure_logging,
+    overwrite_slice,
+    read_table,
+    run_job,
+    table_exists,
+    table_path,
+)
 from spark_jobs.phi import AGE_CAP, age_bucket
 from spark_jobs.session import build_spark_session
 
@@ -721,6 +729,22 @@ def readmission_features(
 # --- Job -----------------------------------------------
 
 
+def latest_as_of(spark: SparkSession, lakehouse: str) -> dt.date:
+    """The most recent as-of date gold features exist for."""
+    path = table_path(lakehouse, "gold", "chronic_disease_features")
+    if not table_exists(spark, path):
+        raise PermanentJobError(f"No gold features at {path}: run gold_aggregate first.")
+    latest = read_table(spark, path).agg(F.max("as_of_date")).first()[0]
+    if latest is None:
+        raise PermanentJobError(f"{path} is empty: run gold_aggregate first.")
+    return latest
+
+
+def as_of_argument(value: str) -> dt.date | str:
+    """--as-of: YYYY-MM-DD, or `latest` (the newest gold as-of date)."""
+    return value if value == "latest" else dt.date.fromisoformat(value)
+
+
 def silver_inputs(spark: SparkSession, lakehouse: str) -> dict[str, DataFrame]:
     def silver(table: str) -> DataFrame:
         return read_table(spark, table_path(lakehouse, "silver", table))
@@ -802,4 +826,4 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    main()
+    run_job(main)

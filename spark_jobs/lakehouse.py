@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -19,6 +19,24 @@ from pyspark.sql import functions as F
 LAYERS = ("bronze", "silver", "gold")
 
 log = logging.getLogger("fhir_lakehouse")
+
+# Exit status of a job whose failure a retry cannot fix (bad input or configuration);
+# argparse uses the same status for bad arguments. The orchestrator fails such
+# tasks at once instead of retrying them.
+EXIT_PERMANENT = 2
+
+
+class PermanentJobError(RuntimeError):
+    """A failure caused by the inputs or the configuration, not by the platform."""
+
+
+def run_job(main: Callable[[], object]) -> None:
+    """Entry point of a job: a permanent error exits with EXIT_PERMANENT and one clear line."""
+    try:
+        main()
+    except PermanentJobError as exc:
+        log.error("%s: %s", type(exc).__name__, exc)
+        sys.exit(EXIT_PERMANENT)
 
 
 def configure_logging() -> None:

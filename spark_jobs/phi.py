@@ -16,11 +16,13 @@ import pandas as pd
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from spark_jobs.lakehouse import PermanentJobError
+
 KEY_ENV_VAR = "FHIR_PHI_HASH_KEY"
 MIN_KEY_BYTES = 16
 
 
-class MissingPhiKeyError(RuntimeError):
+class MissingPhiKeyError(PermanentJobError):
     pass
 
 

@@ -20,7 +20,8 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_jobs.lakehouse import configure_logging, overwrite_slice, read_table, table_path
+from spark_jobs import gold_aggregate
+from spark_jobs.lakehouse import configure_logging, overwrite_slice, read_table, run_job, table_path
 from spark_jobs.session import build_spark_session
 from spark_jobs.train_models import CHAMPION, DIABETES_MODEL, READMISSION_MODEL, as_doubles
 
@@ -67,7 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="score_risk", description=__doc__.split("\n")[0])
     parser.add_argument("--lakehouse", required=True)
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
-    parser.add_argument("--as-of", required=True, type=dt.date.fromisoformat)
+    parser.add_argument(
+        "--as-of", required=True, type=gold_aggregate.as_of_argument, help="YYYY-MM-DD or latest"
+    )
     args = parser.parse_args(argv)
     if not args.tracking_uri:
         parser.error("--tracking-uri (or MLFLOW_TRACKING_URI) is required")
@@ -80,6 +83,8 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, int]:
 
     mlflow.set_tracking_uri(args.tracking_uri)
     client = MlflowClient()
+    if args.as_of == "latest":
+        args.as_of = gold_aggregate.latest_as_of(spark, args.lakehouse)
 
     def gold(table: str) -> DataFrame:
         return read_table(spark, table_path(args.lakehouse, "gold", table)).filter(
@@ -123,4 +128,4 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    main()
+    run_job(main)

@@ -45,6 +45,7 @@ from spark_jobs.lakehouse import (
     merge_by_key,
     partitioned,
     read_table,
+    run_job,
     table_exists,
     table_path,
 )
@@ -897,4 +898,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_job(main)

@@ -41,8 +41,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs import codesets, gold_aggregate
-from spark_jobs.lakehouse import configure_logging, read_table, table_path
-from spark_jobs.session import REPO_ROOT, build_spark_session
+from spark_jobs.lakehouse import PermanentJobError, configure_logging, read_table, run_job, table_path
+from spark_jobs.session import build_spark_session
 
 log = logging.getLogger("fhir_lakehouse.train")
 
@@ -69,7 +69,6 @@ GOVERNANCE_TAGS = {
     "data_source": "fhir_gold_layer",
     "phi_included": "false",
 }
-DEFAULT_ARTIFACT_ROOT = REPO_ROOT / ".local" / "mlflow" / "artifacts"
 
 
 @dataclass(frozen=True)
@@ -340,7 +339,7 @@ def train_and_register(
         or min(positives.values()) == 0
         or min(sizes[k] - positives[k] for k in sizes) == 0
     ):
-        raise RuntimeError(
+        raise PermanentJobError(
             f"{dataset.model_name}: not enough labelled rows to train and evaluate (sizes {sizes}, "
             f"positives {positives}; need >= {min_rows} rows per split and both classes in each)"
         )
@@ -451,9 +450,9 @@ def table_versions(spark: SparkSession, lakehouse: str, tables: list[tuple[str, 
 
 
 def default_artifact_root(tracking_uri: str) -> str:
-    """Local stores keep artifacts beside the database; servers decide for themselves."""
-    if tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri:
-        return str(DEFAULT_ARTIFACT_ROOT)
+    """Artifacts of a local SQLite store live beside its database; servers decide themselves."""
+    if tracking_uri.startswith("sqlite:///"):
+        return str(Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts")
     return ""
 
 
@@ -465,7 +464,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("MLFLOW_TRACKING_URI"),
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)",
     )
-    parser.add_argument("--as-of", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
+    parser.add_argument(
+        "--as-of", required=True, type=gold_aggregate.as_of_argument, help="YYYY-MM-DD or latest"
+    )
     parser.add_argument("--horizon-days", type=int, default=365, help="diabetes prediction horizon")
     parser.add_argument("--artifact-root", default=None, help="artifact location for new experiments")
     parser.add_argument("--seed", type=int, default=42)
@@ -486,6 +487,8 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, dict]:
     import mlflow
 
     mlflow.set_tracking_uri(args.tracking_uri)
+    if args.as_of == "latest":
+        args.as_of = gold_aggregate.latest_as_of(spark, args.lakehouse)
     artifact_root = args.artifact_root or default_artifact_root(args.tracking_uri)
     inputs = gold_aggregate.silver_inputs(spark, args.lakehouse)
     versions = table_versions(
@@ -530,4 +533,4 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
 
 
 if __name__ == "__main__":
-    main()
+    run_job(main)

@@ -1,0 +1,157 @@
+"""The one task factory for Spark jobs: `spark_job(task_id, job, args)` builds a
+spark-submit task or a Databricks run of `spark_jobs/<job>.py`, chosen by
+settings (compute.backend), so DAG files never name a backend.
+
+spark_submit: SparkSubmitOperator over the `spark_default` connection (local[2],
+spark://..., yarn, k8s://...), shipping spark_jobs/ as a zip (--py-files) and the
+jars from FHIR_SPARK_JARS_DIR (--jars). Secrets (the PHI key, storage account
+keys) reach the job through its environment, never its command line.
+databricks: DatabricksSubmitRunOperator (deferrable) with the job cluster from
+include/databricks/job_cluster.json and a spark_python_task with the same
+arguments; secrets come from the cluster's secret-scope environment.
+
+A job exiting with status 2 (spark_jobs.lakehouse.EXIT_PERMANENT: bad input or
+configuration) fails the task at once: retrying cannot fix it.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+from fhir_pipeline.config import REPO_ROOT, settings
+
+SPARK_JOBS = REPO_ROOT / "spark_jobs"
+# Environment the Spark job reads (see spark_jobs.phi and spark_jobs.session).
+SECRET_ENV = ("FHIR_PHI_HASH_KEY", "FHIR_AZURE_STORAGE_KEY")
+PASSED_ENV = (
+    "FHIR_AZURE_STORAGE_ACCOUNT",
+    "FHIR_AZURE_STORAGE_ENDPOINT",
+    "MLFLOW_TRACKING_URI",
+    "FHIR_SPARK_JARS_DIR",
+)
+EXIT_PERMANENT = 2
+
+
+class PermanentJobFailure(Exception):
+    """The Spark job reported a failure that a retry cannot fix (exit status 2)."""
+
+
+def package_spark_jobs() -> str:
+    """spark_jobs/ as a zip for --py-files, rebuilt only when its sources change."""
+    sources = sorted(SPARK_JOBS.glob("*.py"))
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
+    target = Path(tempfile.gettempdir()) / f"fhir_spark_jobs-{digest}.zip"
+    if not target.exists():
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sources:
+                archive.write(path, f"spark_jobs/{path.name}")
+        partial.replace(target)
+    return str(target)
+
+
+def _secret(name: str) -> str | None:
+    """A secret from the worker environment, else the Airflow Variable of the same name
+    in lower case (backed by Azure Key Vault through the secrets backend in production)."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    from airflow.sdk import Variable
+
+    return Variable.get(name.lower(), default=None)
+
+
+def job_environment() -> dict[str, str]:
+    from airflow.sdk.log import mask_secret
+
+    env = {name: os.environ[name] for name in PASSED_ENV if os.environ.get(name)}
+    for name in SECRET_ENV:
+        value = _secret(name)
+        if value:
+            mask_secret(value, name)
+            env[name] = value
+    env["FHIR_INCLUDE_DIR"] = str(REPO_ROOT / "include")
+    # Local executors must run the interpreter that has the project's packages.
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    return env
+
+
+class SparkJobOperator(SparkSubmitOperator):
+    """spark-submit of spark_jobs/<job>.py with the project's packaging and secrets."""
+
+    def __init__(self, *, job: str, job_args: list[str], **kwargs: Any) -> None:
+        compute = settings()["compute"]
+        jars = sorted(glob.glob(os.path.join(os.environ.get("FHIR_SPARK_JARS_DIR", ""), "*.jar")))
+        super().__init__(
+            application=str(SPARK_JOBS / f"{job}.py"),
+            application_args=job_args,
+            conn_id=compute["spark_conn_id"],
+            conf=dict(compute["spark_conf"]),
+            jars=",".join(jars) or None,
+            name=f"fhir-{job}",
+            **kwargs,
+        )
+        self.job = job
+
+    def execute(self, context):
+        self.py_files = package_spark_jobs()
+        self.env_vars = job_environment()
+        # The hook reads these at construction, after templating.
+        self._hook = None
+        try:
+            return super().execute(context)
+        except Exception as exc:
+            process = getattr(self._hook, "_submit_sp", None) if self._hook else None
+            if process is not None and process.returncode == EXIT_PERMANENT:
+                raise PermanentJobFailure(
+                    f"spark_jobs.{self.job} failed permanently (exit status 2: bad input or configuration); "
+                    "see the job log above for the reason. Not retrying."
+                ) from exc
+            raise
+
+
+def databricks_run_json(job: str, job_args: list[str]) -> dict[str, Any]:
+    """The Jobs API runs/submit payload for one job (tested as the exact JSON sent)."""
+    compute = settings()["compute"]
+    cluster = json.loads((REPO_ROOT / compute["databricks_cluster_spec"]).read_text())
+    return {
+        "run_name": f"fhir-{job}",
+        "tasks": [
+            {
+                "task_key": job,
+                "new_cluster": cluster,
+                "spark_python_task": {
+                    "python_file": f"{compute['databricks_jobs_root'].rstrip('/')}/{job}.py",
+                    "parameters": job_args,
+                },
+                "timeout_seconds": 0,
+            }
+        ],
+    }
+
+
+def spark_job(task_id: str, job: str, job_args: list[str], **kwargs: Any):
+    """A task running `spark_jobs/<job>.py` on the configured compute backend."""
+    compute = settings()["compute"]
+    if compute["backend"] == "databricks":
+        from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
+
+        return DatabricksSubmitRunOperator(
+            task_id=task_id,
+            json=databricks_run_json(job, job_args),
+            databricks_conn_id=compute["databricks_conn_id"],
+            polling_period_seconds=compute["databricks_polling_seconds"],
+            deferrable=True,
+            **kwargs,
+        )
+    return SparkJobOperator(task_id=task_id, job=job, job_args=job_args, **kwargs)
