@@ -91,11 +91,10 @@ def test_champion_loads_by_alias_and_scores_every_patient(spark, trained):
             ["--lakehouse", str(lakehouse), "--tracking-uri", tracking_uri, "--as-of", as_of.isoformat()]
         ),
     )
+
     def gold(table):
         return read_table(spark, str(lakehouse / "gold" / table)).filter(F.col("as_of_date") == F.lit(as_of))
 
-        F.col("as_of_date") == F.lit(as_of)
-    )  # noqa: E731
     assert counts[DIABETES_MODEL] == gold("chronic_disease_features").count()
     assert (
         counts[READMISSION_MODEL]
