@@ -131,3 +131,92 @@ def hl7_examples() -> Path:
 def synthea_ndjson() -> Path:
     """A 9-patient Synthea bulk export (NDJSON per resource type)."""
     return SAMPLES / "synthea-ndjson-pathling"
+
+
+class HttpReceiver:
+    """A local HTTP endpoint that records every POST (a Slack webhook stand-in)."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append({"path": self.path, "body": body.decode(), "headers": dict(self.headers)})
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_port
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+class SmtpReceiver:
+    """A real SMTP server (aiosmtpd) keeping the messages it accepts."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        messages = self.messages = []
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802
+                messages.append(
+                    {"from": envelope.mail_from, "to": envelope.rcpt_tos, "data": envelope.content.decode()}
+                )
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+
+@pytest.fixture
+def http_receiver():
+    receiver = HttpReceiver()
+    yield receiver
+    receiver.server.shutdown()
+
+
+@pytest.fixture
+def smtp_receiver():
+    receiver = SmtpReceiver()
+    yield receiver
+    receiver.controller.stop()
+
+
+def alert_connections(http: HttpReceiver, smtp: SmtpReceiver) -> dict[str, str]:
+    """Airflow connections (as environment variables) pointing the alert channels at the receivers."""
+    import json
+
+    return {
+        "AIRFLOW_CONN_SLACK_DEFAULT": json.dumps(
+            {"conn_type": "slackwebhook", "password": http.url("/services/T000/B000/XXXX")}
+        ),
+        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": smtp.port,
+                "extra": {
+                    "disable_ssl": True,
+                    "disable_tls": True,
+                    "from_email": "airflow@fhir.local",
+                    "timeout": 10,
+                    "retry_limit": 1,
+                },
+            }
+        ),
+    }

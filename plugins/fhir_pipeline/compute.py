@@ -78,7 +78,7 @@ def job_environment() -> dict[str, str]:
     for name in SECRET_ENV:
         value = _secret(name)
         if value:
-            mask_secret(value, name)
+            mask_secret(value)
             env[name] = value
     env["FHIR_INCLUDE_DIR"] = str(REPO_ROOT / "include")
     # Local executors must run the interpreter that has the project's packages.

@@ -1,0 +1,265 @@
+"""The Spark task factory: the spark-submit backend (packaging, secrets, permanent
+failures) and the Databricks backend, driven through a full run lifecycle against
+a local HTTP server speaking the Jobs API endpoints the operator calls.
+
+Databricks itself cannot be reached from here: these tests pin the exact request
+JSON and the operator's behaviour; the live path is untested (see README)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from airflow.sdk.exceptions import AirflowException, TaskDeferred
+from fhir_pipeline import compute, config
+from fhir_pipeline.compute import PermanentJobFailure, SparkJobOperator, databricks_run_json, spark_job
+from fhir_pipeline.tasks import retry_policy
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def use_settings(monkeypatch):
+    """Override pipeline settings through the environment, as a deployment would."""
+
+    def apply(**overrides):
+        for key, value in overrides.items():
+            monkeypatch.setenv(f"FHIR__{key.upper()}", value)
+        config.settings.cache_clear()
+
+    yield apply
+    config.settings.cache_clear()
+
+
+def test_spark_jobs_package_holds_every_job_module():
+    archive = compute.package_spark_jobs()
+    names = set(zipfile.ZipFile(archive).namelist())
+    assert {f"spark_jobs/{p.name}" for p in (REPO / "spark_jobs").glob("*.py")} == names
+    assert compute.package_spark_jobs() == archive  # rebuilt only when sources change
+
+
+def test_job_environment_carries_secrets_without_the_command_line(monkeypatch):
+    monkeypatch.setenv("FHIR_PHI_HASH_KEY", "a-secret-that-must-not-leak-0123")
+    env = compute.job_environment()
+    assert env["FHIR_PHI_HASH_KEY"] == "a-secret-that-must-not-leak-0123"
+    assert env["FHIR_INCLUDE_DIR"] == str(REPO / "include")
+    operator = spark_job("bronze_ingest", "bronze_ingest", ["--run-date", "2026-11-20"])
+    assert "a-secret" not in " ".join(operator.application_args)
+    from airflow.sdk._shared.secrets_masker import redact
+
+    assert "a-secret-that-must-not-leak-0123" not in str(redact("key=a-secret-that-must-not-leak-0123"))
+
+
+def _fake_spark_submit(tmp_path: Path, exit_code: int) -> str:
+    script = tmp_path / "spark-submit"
+    script.write_text(f'#!/bin/sh\necho "fake spark-submit $@"\nexit {exit_code}\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_a_job_rejecting_its_arguments_fails_permanently():
+    """Real spark-submit, real job: argparse exits 2, so the task must not retry."""
+    operator = SparkJobOperator(
+        task_id="bronze_ingest", job="bronze_ingest", job_args=["--run-date", "not-a-date"]
+    )
+    with pytest.raises(PermanentJobFailure, match="Not retrying"):
+        operator.execute(context={})
+
+
+def test_other_failures_stay_retryable(tmp_path):
+    operator = SparkJobOperator(task_id="bronze_ingest", job="bronze_ingest", job_args=[])
+    operator._spark_binary = _fake_spark_submit(tmp_path, exit_code=1)
+    with pytest.raises(AirflowException) as raised:
+        operator.execute(context={})
+    assert not isinstance(raised.value, PermanentJobFailure)
+
+
+def test_retry_policy_fails_permanent_errors_at_once():
+    policy = retry_policy()
+    permanent = policy.evaluate(PermanentJobFailure("bad input"), try_number=1, max_tries=4, context={})
+    transient = policy.evaluate(ConnectionError("reset"), try_number=1, max_tries=4, context={})
+    assert permanent.action.value == "fail"
+    assert transient.action.value != "fail"
+
+
+def test_databricks_backend_submits_the_exact_run_json(use_settings):
+    use_settings(compute__backend="databricks")
+    operator = spark_job(
+        "silver_normalize", "silver_normalize", ["--lakehouse", "abfss://x", "--run-date", "{{ ds }}"]
+    )
+    cluster = json.loads((REPO / "include" / "databricks" / "job_cluster.json").read_text())
+    assert type(operator).__name__ == "DatabricksSubmitRunOperator"
+    assert operator.deferrable
+    assert operator.json == {
+        "run_name": "fhir-silver_normalize",
+        "tasks": [
+            {
+                "task_key": "silver_normalize",
+                "new_cluster": cluster,
+                "spark_python_task": {
+                    "python_file": "/Workspace/Repos/fhir-lakehouse/main/spark_jobs/silver_normalize.py",
+                    "parameters": ["--lakehouse", "abfss://x", "--run-date", "{{ ds }}"],
+                },
+                "timeout_seconds": 0,
+            }
+        ],
+    }
+    # The PHI key reaches the job from a Databricks secret scope, never in plain text.
+    assert cluster["spark_env_vars"]["FHIR_PHI_HASH_KEY"].startswith("{{secrets/")
+
+
+class JobsApi(BaseHTTPRequestHandler):
+    """The Databricks Jobs API 2.2 endpoints DatabricksSubmitRunOperator calls."""
+
+    submitted: list[dict] = []
+    polls: dict[int, int] = {}
+    seen_states: dict[int, list[str]] = {}
+    outcome = {101: "SUCCESS", 102: "FAILED"}
+
+    def log_message(self, *args):
+        pass
+
+    def _body(self) -> dict:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+        query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+        return {**query, **body}
+
+    def _reply(self, payload: dict, status: int = 200) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):  # noqa: N802
+        assert self.headers["Authorization"] == "Bearer dapi-test-token"
+        if urlsplit(self.path).path == "/api/2.2/jobs/runs/submit":
+            JobsApi.submitted.append(self._body())
+            return self._reply({"run_id": 100 + len(JobsApi.submitted)})
+        return self._reply({"error_code": "NOT_FOUND"}, 404)
+
+    def do_GET(self):  # noqa: N802
+        path, body = urlsplit(self.path).path, self._body()
+        run_id = int(body["run_id"])
+        if path == "/api/2.2/jobs/runs/get":
+            poll = JobsApi.polls[run_id] = JobsApi.polls.get(run_id, 0) + 1
+            life_cycle = "PENDING" if poll <= 3 else "RUNNING" if poll == 4 else "TERMINATED"
+            JobsApi.seen_states.setdefault(run_id, []).append(life_cycle)
+            state = {"life_cycle_state": life_cycle, "state_message": ""}
+            if life_cycle == "TERMINATED":
+                state["result_state"] = JobsApi.outcome[run_id]
+                state["state_message"] = "Workload failed" if state["result_state"] == "FAILED" else ""
+            task_state = dict(state)
+            return self._reply(
+                {
+                    "run_id": run_id,
+                    "job_id": 7,
+                    "state": state,
+                    "run_page_url": f"http://databricks.local/#job/7/run/{run_id}",
+                    "tasks": [
+                        {
+                            "run_id": run_id * 10,
+                            "task_key": "silver_normalize",
+                            "state": task_state,
+                            "start_time": 1,
+                        }
+                    ],
+                }
+            )
+        if path == "/api/2.2/jobs/runs/get-output":
+            return self._reply({"error": "PermanentJobError: No bronze tables", "metadata": {}})
+        return self._reply({"error_code": "NOT_FOUND"}, 404)
+
+
+@pytest.fixture
+def databricks(monkeypatch, use_settings):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), JobsApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DATABRICKS_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "databricks",
+                "host": "127.0.0.1",
+                "port": server.server_port,
+                "schema": "http",
+                "password": "dapi-test-token",
+            }
+        ),
+    )
+    use_settings(compute__backend="databricks", compute__databricks_polling_seconds="0.05")
+    JobsApi.submitted.clear()
+    JobsApi.polls.clear()
+    JobsApi.seen_states.clear()
+    yield server
+    server.shutdown()
+
+
+def _as_sent(payload):
+    if isinstance(payload, dict):
+        return {k: _as_sent(v) for k, v in payload.items()}
+    if isinstance(payload, list):
+        return [_as_sent(v) for v in payload]
+    if isinstance(payload, bool):
+        return payload
+    return str(payload) if isinstance(payload, int | float) else payload
+
+
+class RecordingTaskInstance:
+    def __init__(self):
+        self.xcom = {}
+
+    def xcom_push(self, key, value):
+        self.xcom[key] = value
+
+
+def _run_through_lifecycle(operator):
+    """What the worker and the triggerer do: execute, defer, poll, resume."""
+    context = {"ti": RecordingTaskInstance()}
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute(context)
+    trigger = deferred.value.trigger
+
+    async def first_event():
+        async for event in trigger.run():
+            return event
+
+    event = asyncio.run(first_event())
+    return context, getattr(operator, deferred.value.method_name), event.payload
+
+
+def test_databricks_run_succeeds_through_pending_running_terminated(databricks):
+    operator = spark_job("silver_normalize", "silver_normalize", ["--run-date", "2026-11-20"])
+    context, resume, payload = _run_through_lifecycle(operator)
+    resume(context, payload)  # no exception: success
+    # On the wire the provider sends numbers as strings (num_workers "2"); the rest is ours as built.
+    assert JobsApi.submitted == [
+        _as_sent(databricks_run_json("silver_normalize", ["--run-date", "2026-11-20"]))
+    ]
+    states = JobsApi.seen_states[101]
+    assert [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s] == [
+        "PENDING",
+        "RUNNING",
+        "TERMINATED",
+    ]
+    assert context["ti"].xcom["run_id"] == 101
+
+
+def test_databricks_run_failure_fails_the_task_with_the_job_error(databricks):
+    JobsApi.submitted.append({})  # the next run is 102, which fails
+    operator = spark_job("silver_normalize", "silver_normalize", ["--run-date", "2026-11-20"])
+    context, resume, payload = _run_through_lifecycle(operator)
+    assert payload["errors"] == [
+        {"task_key": "silver_normalize", "run_id": 1020, "error": "PermanentJobError: No bronze tables"}
+    ]
+    with pytest.raises(AirflowException, match="No bronze tables"):
+        resume(context, payload)
+    assert JobsApi.seen_states[102][-1] == "TERMINATED"
