@@ -85,7 +85,7 @@ def deploy_champion(ml_client, mlflow_client, model_name: str, target: AzureMLTa
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = mlflow.artifacts.download_artifacts(f"models:/{model_name}@{CHAMPION}", dst_path=tmp)
         tags = {k: v for k, v in champion.tags.items() if k in ("test_auc", "threshold", "hipaa_compliant")}
-        model, endpoint, deployment = build_assets(model_name, champion.version, model_dir, tags, target)
+        model, endpoint, deployment = build_assets(model_name, str(champion.version), model_dir, tags, target)
         registered = ml_client.models.create_or_update(model)
     ml_client.online_endpoints.begin_create_or_update(endpoint).result()
     ml_client.online_deployments.begin_create_or_update(deployment).result()

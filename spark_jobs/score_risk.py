@@ -102,7 +102,12 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, int]:
         threshold = float(version.tags.get("threshold", 0.5))
         frames.append(
             score_rows(
-                model, rows, model_name=name, version=version.version, threshold=threshold, as_of=args.as_of
+                model,
+                rows,
+                model_name=name,
+                version=str(version.version),
+                threshold=threshold,
+                as_of=args.as_of,
             )
         )
     scores = frames[0].unionByName(frames[1])

@@ -302,7 +302,7 @@ def champion_auc(mlflow, client, name: str, test: DataFrame) -> tuple[str | None
     from mlflow.exceptions import MlflowException
 
     try:
-        version = client.get_model_version_by_alias(name, CHAMPION).version
+        version = str(client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException:
         return None, None
     try:
@@ -511,7 +511,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, dict]:
             )
         ),
     }
-    return {
+    results = {
         name: train_and_register(
             spark,
             datasets[name](),
@@ -523,6 +523,8 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, dict]:
         )
         for name in args.models
     }
+    gold_aggregate.release(inputs)
+    return results
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict]:
