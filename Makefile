@@ -16,7 +16,7 @@ JARS_DIR := $(LOCAL)/jars
 PHI_KEY_FILE := $(LOCAL)/phi_hash_key
 
 # Demo / generator defaults (override on the command line: make demo PATIENTS=500)
-PATIENTS ?= 200
+PATIENTS ?= 800
 SEED ?= 42
 DATE ?= $(shell date -u -d yesterday +%F)
 
@@ -41,6 +41,8 @@ export AIRFLOW__CORE__PARALLELISM := 4
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(LOCAL)/airflow/airflow.db
 # Connections come from the environment (AIRFLOW_CONN_<ID>), never from the metadata DB.
 export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[2]", "extra": {"deploy-mode": "client"}}
+export AIRFLOW_CONN_FS_DEFAULT ?= {"conn_type": "fs", "extra": {"path": "/"}}
+export AIRFLOW__API__BASE_URL ?= http://localhost:8080
 
 .PHONY: help setup lock test demo airflow down generate env clean
 
@@ -89,7 +91,8 @@ env:
 	@for v in PATH PYTHONPATH FHIR_SPARK_JARS_DIR FHIR_LANDING_URI FHIR_LAKEHOUSE_URI \
 	    MLFLOW_TRACKING_URI FHIR_PHI_HASH_KEY AIRFLOW_HOME AIRFLOW__CORE__DAGS_FOLDER \
 	    AIRFLOW__CORE__PLUGINS_FOLDER AIRFLOW__CORE__LOAD_EXAMPLES AIRFLOW__CORE__EXECUTOR \
-	    AIRFLOW__CORE__PARALLELISM AIRFLOW__DATABASE__SQL_ALCHEMY_CONN AIRFLOW_CONN_SPARK_DEFAULT; do \
+	    AIRFLOW__CORE__PARALLELISM AIRFLOW__DATABASE__SQL_ALCHEMY_CONN AIRFLOW_CONN_SPARK_DEFAULT \
+	    AIRFLOW_CONN_FS_DEFAULT AIRFLOW__API__BASE_URL; do \
 	    printf "export %s=%q\n" "$$v" "$${!v}"; done
 
 # --- Test suite (what CI runs) -------------------------------------------------
@@ -132,6 +135,7 @@ down:
 	else echo "Airflow is not running (no $(RUN_DIR)/airflow.pid)"; fi
 
 demo: setup generate airflow
+	python -m tools.demo --date $(DATE)
 
 clean: down
 	rm -rf $(LOCAL)/lakehouse $(LOCAL)/landing $(LOCAL)/mlflow $(LOCAL)/airflow $(LOCAL)/run

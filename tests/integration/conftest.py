@@ -1,0 +1,218 @@
+"""Real services for the end-to-end tests: PostgreSQL (the Debian server binaries),
+and Airflow 3 as separate api-server, scheduler, dag-processor and triggerer
+processes with the LocalExecutor on that database."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, free_port, wait_for_port
+from tests.lakehouse_helpers import TEST_PHI_KEY
+from tools.airflow_client import AirflowClient
+
+AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def _postgres_bin() -> Path:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not candidates:
+        pytest.fail(
+            "PostgreSQL server binaries not found: install the Debian package postgresql (make setup does)"
+        )
+    return Path(candidates[-1]).parent
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: drop to the postgres user when we are root."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster on a free port; yields a function making databases."""
+    bindir = _postgres_bin()
+    root = Path(tempfile.mkdtemp(prefix="fhir-pg-"))
+    data, socket_dir = root / "data", root / "socket"
+    socket_dir.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(socket_dir, "postgres")
+    port = free_port()
+    subprocess.run(
+        _as_postgres(
+            [str(bindir / "initdb"), "-D", str(data), "-U", "airflow", "--auth=trust", "-E", "UTF8"]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        _as_postgres(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "postgres.log"),
+                "-o",
+                f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1",
+                "-w",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+
+    def database(name: str) -> str:
+        subprocess.run(
+            [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "airflow", name],
+            check=True,
+            capture_output=True,
+        )
+        return f"postgresql+psycopg2://airflow@127.0.0.1:{port}/{name}"
+
+    try:
+        yield database
+    finally:
+        subprocess.run(
+            _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class Airflow(AirflowClient):
+    """A running Airflow deployment: its processes, home, environment and REST client."""
+
+    home: Path = None
+    env: dict[str, str] = field(default_factory=dict)
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    def __post_init__(self):
+        AirflowClient.__init__(self, self.env["AIRFLOW__API__BASE_URL"])
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["airflow", *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def logs_tail(self, lines: int = 40) -> str:
+        tails = []
+        for log in sorted(self.home.glob("*.log")):
+            tails.append(
+                f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+            )
+        return "\n".join(tails)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            with_group_signal(process, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                # The dag-processor may ignore SIGTERM for a long time.
+                with_group_signal(process, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+def with_group_signal(process: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+
+
+def airflow_environment(home: Path, database_url: str, port: int, extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": "e2e-jwt-secret-not-for-production",
+            "AIRFLOW__API__SECRET_KEY": "e2e-api-secret-not-for-production",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
+                {"conn_type": "spark", "host": "local[2]", "extra": {"deploy-mode": "client"}}
+            ),
+            "AIRFLOW_CONN_FS_DEFAULT": json.dumps({"conn_type": "fs", "extra": {"path": "/"}}),
+            "FHIR_PHI_HASH_KEY": TEST_PHI_KEY.decode(),
+            # Fast retries keep failure tests short; the policy still requires >= 2 with backoff.
+            "FHIR__RETRIES__RETRIES": "2",
+            "FHIR__RETRIES__RETRY_DELAY_SECONDS": "2",
+            "FHIR__RETRIES__MAX_RETRY_DELAY_MINUTES": "1",
+            "FHIR__LANDING__SENSOR_POKE_SECONDS": "3",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def start_airflow(postgres, tmp_path_factory):
+    """start_airflow(name, extra_env) -> a running Airflow on its own database."""
+    started: list[Airflow] = []
+
+    def start(name: str, extra: dict[str, str]) -> Airflow:
+        home = tmp_path_factory.mktemp(f"airflow-{name}")
+        (home / "passwords.json").write_text(json.dumps({"admin": "admin"}))
+        port = free_port()
+        env = airflow_environment(home, postgres(f"airflow_{name}"), port, extra)
+        migrate = subprocess.run(
+            ["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert migrate.returncode == 0, migrate.stderr[-3000:]
+        airflow = Airflow(home=home, env=env)
+        for component in AIRFLOW_COMPONENTS:
+            log = open(home / f"{component}.log", "w")  # noqa: SIM115 - the child process owns it
+            airflow.processes.append(
+                subprocess.Popen(
+                    ["airflow", *component.split()],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        started.append(airflow)
+        try:
+            wait_for_port(port, timeout=180)
+            airflow.wait_until_healthy(timeout=180)
+        except Exception:
+            print(airflow.logs_tail())
+            raise
+        return airflow
+
+    yield start
+    for airflow in started:
+        airflow.stop()
