@@ -47,7 +47,7 @@ export AIRFLOW__API__BASE_URL ?= http://localhost:8080
 .PHONY: help setup lock test demo airflow down generate env clean
 
 help:
-	@echo "make demo      set up, generate data for DATE=$(DATE), start Airflow with the pipeline"
+	@echo "make demo      set up, start Airflow, run the pipeline on a day of synthetic data (PATIENTS=$(PATIENTS))"
 	@echo "make test      set up, run the whole test suite"
 	@echo "make setup     create .venv, fetch Spark jars and Azurite (idempotent)"
 	@echo "make airflow   start 'airflow standalone' in the background (UI on :8080)"
@@ -57,7 +57,9 @@ help:
 	@echo "eval \$$(make -s env)  export this environment into your shell"
 
 # --- Setup: each step is a file target, so a second run does nothing --------
-setup: $(VENV)/.installed $(JARS_DIR)/.fetched node_modules/.installed $(PHI_KEY_FILE)
+KAFKA_LIBS := $(LOCAL)/kafka/libs
+
+setup: $(VENV)/.installed $(JARS_DIR)/.fetched $(KAFKA_LIBS)/.fetched node_modules/.installed $(PHI_KEY_FILE)
 
 $(VENV)/.installed: constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -72,6 +74,13 @@ $(JARS_DIR)/.fetched: include/spark/pom.xml
 	rm -rf $(JARS_DIR) && mkdir -p $(JARS_DIR)
 	mvn --batch-mode --quiet -f include/spark/pom.xml dependency:copy-dependencies \
 	    -DexcludeTransitive=true -DoutputDirectory=$(JARS_DIR)
+	touch $@
+
+# A Kafka broker (KRaft) for the streaming tests: the broker and its dependencies.
+$(KAFKA_LIBS)/.fetched: tests/integration/kafka/pom.xml
+	rm -rf $(KAFKA_LIBS) && mkdir -p $(KAFKA_LIBS)
+	mvn --batch-mode --quiet -f tests/integration/kafka/pom.xml dependency:copy-dependencies \
+	    -DincludeScope=runtime -DoutputDirectory=$(KAFKA_LIBS)
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -134,8 +143,8 @@ down:
 	    rm -f $(RUN_DIR)/airflow.pid; echo "Airflow stopped"; \
 	else echo "Airflow is not running (no $(RUN_DIR)/airflow.pid)"; fi
 
-demo: setup generate airflow
-	python -m tools.demo --date $(DATE)
+demo: setup airflow
+	python -m tools.demo --patients $(PATIENTS) --seed $(SEED)
 
 clean: down
 	rm -rf $(LOCAL)/lakehouse $(LOCAL)/landing $(LOCAL)/mlflow $(LOCAL)/airflow $(LOCAL)/run

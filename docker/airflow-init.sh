@@ -38,13 +38,11 @@ PY
 echo "2/3 Airflow metadata database"
 airflow db migrate
 
-echo "3/3 Azurite landing container '${FHIR_LANDING_CONTAINER}'"
+echo "3/3 Azurite landing container 'fhir-landing' (for FHIR_LANDING_URI=wasb://fhir-landing@...)"
 python - <<'PY'
-import os
-
 from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
-WasbHook(wasb_conn_id="wasb_default").create_container(os.environ["FHIR_LANDING_CONTAINER"])
+WasbHook(wasb_conn_id="wasb_default").create_container("fhir-landing")
 PY
 
 airflow version

@@ -56,6 +56,9 @@ TYPED_RAW_TABLES = {
     "condition_raw": "Condition",
 }
 
+# How a record reached bronze: a daily batch load or the stream (stream_ingest).
+BATCH, STREAM = "batch", "stream"
+
 # Quarantine reasons decided here (read-level ones come from fhir_json).
 MALFORMED_JSON = "malformed_json"
 TRUNCATED_RECORD = "truncated_record"
@@ -100,44 +103,6 @@ BUNDLE_ENTRIES_TYPE = T.ArrayType(
         ]
     )
 )
-
-FHIR_RAW_COLUMNS = [
-    "resource_type",
-    "resource_id",
-    "version_id",
-    "last_updated",
-    "last_updated_ts",
-    "resource_json",
-    "is_delete",
-    "request_method",
-    "source_file",
-    "line_number",
-    "bundle_id",
-    "bundle_type",
-    "bundle_timestamp",
-    "bundle_entry_index",
-    "bundle_entry_full_url",
-    "content_hash",
-    "ingestion_date",
-    "ingested_at",
-    "run_id",
-]
-
-QUARANTINE_COLUMNS = [
-    "reason",
-    "reason_detail",
-    "source_file",
-    "line_number",
-    "bundle_id",
-    "bundle_entry_index",
-    "raw_text",
-    "raw_base64",
-    "content_hash",
-    "ingestion_date",
-    "ingested_at",
-    "run_id",
-]
-
 
 class LandingError(PermanentJobError):
     """The landing folder cannot be ingested at all (missing, empty)."""
@@ -222,17 +187,7 @@ def read_documents(spark: SparkSession, files: list[LandingFile]) -> DataFrame:
     parts: list[DataFrame] = []
     if ndjson:
         lines = spark.read.text(ndjson).select("value", _relative_source("_metadata.file_path"))
-        valid = F.expr("is_valid_utf8(value)")
-        parts.append(
-            lines.filter(F.trim("value") != "").select(
-                "source_file",
-                F.lit(None).cast("int").alias("line_number"),
-                F.when(valid, F.col("value")).alias("text"),
-                F.when(~valid, F.base64(F.col("value").cast("binary"))).alias("raw_base64"),
-                F.when(~valid, F.lit(fhir_json.NON_UTF8)).alias("read_error"),
-                F.when(~valid, F.lit("invalid UTF-8 in line")).alias("read_error_detail"),
-            )
-        )
+        parts.append(lines_to_documents(lines))
     if others:
         binary = spark.read.format("binaryFile").load(others).select(_relative_source("path"), "content")
         documents = binary.rdd.flatMap(
@@ -246,6 +201,31 @@ def read_documents(spark: SparkSession, files: list[LandingFile]) -> DataFrame:
 
 
 # --- Pure transforms -----------------------------------------------
+
+
+def lines_to_documents(lines: DataFrame) -> DataFrame:
+    """Text lines (`value`, `source_file`) as DOCUMENT_SCHEMA rows: blank lines dropped,
+    undecodable bytes kept in base64 with the non_utf8 reason. Shared by the batch
+    NDJSON reader and the streaming sources."""
+    valid = F.expr("is_valid_utf8(value)")
+    return lines.filter(F.trim("value") != "").select(
+        "source_file",
+        F.lit(None).cast("int").alias("line_number"),
+        F.when(valid, F.col("value")).alias("text"),
+        F.when(~valid, F.base64(F.col("value").cast("binary"))).alias("raw_base64"),
+        F.when(~valid, F.lit(fhir_json.NON_UTF8)).alias("read_error"),
+        F.when(~valid, F.lit("invalid UTF-8 in line")).alias("read_error_detail"),
+    )
+
+
+def bronze_records(
+    documents: DataFrame, run_date: dt.date, run_id: str, ingested_at: dt.datetime, ingest_mode: str
+) -> DataFrame:
+    """Documents -> classified records with load metadata: what fhir_raw and quarantine are cut from."""
+    records = classify(expand_bundles(with_envelope(documents)), list(codesets.resource_types()))
+    return with_load_metadata(records, run_date, run_id, ingested_at).withColumn(
+        "ingest_mode", F.lit(ingest_mode)
+    )
 
 
 def _first_char(text: Column) -> Column:
@@ -480,6 +460,7 @@ def to_fhir_raw(records: DataFrame) -> DataFrame:
         "ingestion_date",
         "ingested_at",
         "run_id",
+        "ingest_mode",
     )
 
 
@@ -500,6 +481,7 @@ def to_quarantine(records: DataFrame) -> DataFrame:
         "ingestion_date",
         "ingested_at",
         "run_id",
+        "ingest_mode",
     )
 
 
@@ -570,12 +552,11 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
         )
         return counts
 
-    documents = with_envelope(read_documents(spark, files))
-    records = classify(expand_bundles(documents), list(codesets.resource_types()))
-    records = with_load_metadata(records, args.run_date, run_id, started).persist()
+    records = bronze_records(read_documents(spark, files), args.run_date, run_id, started, BATCH).persist()
     try:
         records_read = records.count()
-        slice_condition = f"ingestion_date = '{args.run_date.isoformat()}'"
+        # The batch load of a date owns that date's batch rows; streamed rows stay.
+        slice_condition = f"ingestion_date = '{args.run_date.isoformat()}' AND ingest_mode = '{BATCH}'"
         overwrite_slice(
             to_fhir_raw(records),
             paths["fhir_raw"],
@@ -587,7 +568,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
         records.unpersist()
 
     fhir_raw_today = read_table(spark, paths["fhir_raw"]).filter(
-        F.col("ingestion_date") == F.lit(args.run_date)
+        (F.col("ingestion_date") == F.lit(args.run_date)) & (F.col("ingest_mode") == BATCH)
     )
     for table, resource_type in TYPED_RAW_TABLES.items():
         overwrite_slice(
@@ -619,7 +600,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
 
 
 def _counts(spark: SparkSession, paths: dict[str, str], run_date: dt.date) -> dict:
-    today = F.col("ingestion_date") == F.lit(run_date)
+    today = (F.col("ingestion_date") == F.lit(run_date)) & (F.col("ingest_mode") == BATCH)
     by_type = {
         r.resource_type: r["count"]
         for r in read_table(spark, paths["fhir_raw"]).filter(today).groupBy("resource_type").count().collect()

@@ -414,7 +414,7 @@ def test_airflow_services_share_image_volumes_and_environment():
         "FHIR_LANDING_URI",
         "FHIR_LAKEHOUSE_URI",
         "FHIR_PHI_HASH_KEY",
-        "FHIR_COMPUTE_BACKEND",
+        "FHIR__COMPUTE__BACKEND",
         "MLFLOW_TRACKING_URI",
     ):
         assert key in shared_keys, f"x-airflow-common environment lacks {key}"
@@ -437,7 +437,7 @@ def test_airflow_environment_values():
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dags"
     assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == "/opt/airflow/plugins"
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
-    assert env["FHIR_COMPUTE_BACKEND"] == "spark_submit"
+    assert env["FHIR__COMPUTE__BACKEND"] == "spark_submit"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://airflow-apiserver:8080")
 
     spark = json.loads(env["AIRFLOW_CONN_SPARK_DEFAULT"])

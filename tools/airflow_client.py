@@ -24,7 +24,9 @@ class AirflowClient:
         return {"Authorization": f"Bearer {self._token}"}
 
     def api(self, method: str, path: str, **kwargs) -> dict:
-        response = requests.request(method, f"{self.url}/api/v2{path}", headers=self._headers(), timeout=60, **kwargs)
+        response = requests.request(
+            method, f"{self.url}/api/v2{path}", headers=self._headers(), timeout=60, **kwargs
+        )
         if response.status_code >= 300:
             raise RuntimeError(f"{method} {path}: {response.status_code} {response.text}")
         return response.json()
@@ -61,7 +63,9 @@ class AirflowClient:
     def unpause(self, dag_id: str) -> None:
         self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
-    def trigger(self, dag_id: str, run_id: str, logical_date: dt.datetime | None, conf: dict | None = None) -> dict:
+    def trigger(
+        self, dag_id: str, run_id: str, logical_date: dt.datetime | None, conf: dict | None = None
+    ) -> dict:
         body = {
             "dag_run_id": run_id,
             "logical_date": logical_date.isoformat() if logical_date else None,

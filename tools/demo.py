@@ -1,10 +1,11 @@
-"""`make demo`: run the pipeline once in the local Airflow and say where to look.
+"""`make demo`: let the local Airflow run the pipeline on its schedule, and say where to look.
 
-Expects `make airflow` to have started `airflow standalone` and `make generate` to
-have written the landing folder for --date. Unpauses the DAGs, triggers
-fhir_batch_pipeline for that date through the REST API (as the UI's trigger
-button does), follows it and the ML training its gold Asset starts, then prints
-the UI address and login, the lakehouse tables and the MLflow store.
+Expects `make airflow` to have started `airflow standalone`. Writes a synthetic
+extract for the day of the batch schedule's latest tick into the landing folder,
+unpauses the DAGs (the scheduler then creates that day's run, as it would in
+production when a DAG is switched on), follows that run and the ML training its
+gold Asset starts, and prints the UI address and login, the lakehouse and the
+MLflow store.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+from croniter import croniter
+from fhir_pipeline.config import settings, storage
+
 from tools.airflow_client import AirflowClient
+from tools.fhir_generator import generate
 
 DAGS = ("fhir_batch_pipeline", "fhir_ml_training", "fhir_lakehouse_maintenance")
 
@@ -32,12 +37,29 @@ def _progress(dag_id: str):
     return show
 
 
+def latest_tick(schedule: str, now: dt.datetime) -> dt.datetime:
+    """The most recent time the cron fired (the run the scheduler creates on unpause)."""
+    return croniter(schedule, now).get_prev(dt.datetime)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--date", required=True, type=dt.date.fromisoformat)
+    parser.add_argument("--patients", type=int, default=800)
+    parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--url", default="http://localhost:8080")
     parser.add_argument("--timeout-minutes", type=float, default=45)
     args = parser.parse_args(argv)
+
+    tick = latest_tick(settings()["batch"]["schedule"], dt.datetime.now(dt.UTC))
+    landing = Path(storage().landing_uri) / "daily_extract" / tick.date().isoformat()
+    if not landing.exists():
+        print(f"Writing {args.patients} synthetic patients to {landing}", flush=True)
+        generate(
+            patients=args.patients,
+            seed=args.seed,
+            out=str(landing.parent.parent),
+            date=tick.date().isoformat(),
+        )
 
     passwords = Path(os.environ["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
     password = json.loads(passwords.read_text())["admin"]
@@ -48,14 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     for dag_id in ("fhir_batch_pipeline", "fhir_ml_training"):
         airflow.unpause(dag_id)
 
-    run_id = f"demo__{args.date}__{int(time.time())}"
-    logical = dt.datetime.combine(args.date, dt.time(6, 0, tzinfo=dt.UTC))
-    print(f"Triggered fhir_batch_pipeline run {run_id} for {args.date}", flush=True)
-    airflow.trigger("fhir_batch_pipeline", run_id, logical)
+    run_id = f"scheduled__{tick.isoformat()}"
+    print(f"Unpaused; the scheduler runs fhir_batch_pipeline {run_id} for {tick.date()}", flush=True)
     timeout = args.timeout_minutes * 60
+    deadline = time.monotonic() + 120
+    while run_id not in {r["dag_run_id"] for r in airflow.runs("fhir_batch_pipeline")}:
+        if time.monotonic() > deadline:
+            print(f"The scheduler did not create {run_id}: see {args.url}/dags/fhir_batch_pipeline")
+            return 1
+        time.sleep(2)
     run = airflow.wait_for_run("fhir_batch_pipeline", run_id, timeout, _progress("fhir_batch_pipeline"))
     if run["state"] != "success":
-        print(f"fhir_batch_pipeline ended {run['state']}: see {args.url}/dags/fhir_batch_pipeline/runs/{run_id}")
+        print(
+            f"fhir_batch_pipeline ended {run['state']}: see {args.url}/dags/fhir_batch_pipeline/runs/{run_id}"
+        )
         return 1
 
     training = None
@@ -68,17 +96,19 @@ def main(argv: list[str] | None = None) -> int:
         print("fhir_ml_training was not triggered by the gold Asset")
         return 1
     print(f"The gold Asset triggered fhir_ml_training run {training['dag_run_id']}", flush=True)
-    run = airflow.wait_for_run("fhir_ml_training", training["dag_run_id"], timeout, _progress("fhir_ml_training"))
+    run = airflow.wait_for_run(
+        "fhir_ml_training", training["dag_run_id"], timeout, _progress("fhir_ml_training")
+    )
 
-    lakehouse = os.environ.get("FHIR_LAKEHOUSE_URI", "")
+    lakehouse = storage().lakehouse_uri
     print(
         f"""
-Demo finished (fhir_ml_training: {run['state']}).
+Demo finished (fhir_ml_training: {run["state"]}).
   Airflow UI   {args.url}   login admin / {password}
                runs: {args.url}/dags/fhir_batch_pipeline  {args.url}/dags/fhir_ml_training
   Lakehouse    {lakehouse}/{{bronze,silver,gold}}/<table>   (Delta tables)
-  MLflow       {os.environ.get("MLFLOW_TRACKING_URI", "")}
-               browse with: mlflow ui --backend-store-uri {os.environ.get("MLFLOW_TRACKING_URI", "")}
+  MLflow       {storage().mlflow_tracking_uri}
+               browse with: mlflow ui --backend-store-uri {storage().mlflow_tracking_uri}
 Stop everything with: make down"""
     )
     return 0 if run["state"] == "success" else 1

@@ -88,6 +88,12 @@ def task_failure_notifiers() -> list:
     return [_instantiate(path, kwargs) for path, kwargs in notifier_specs(TASK_FAILED, subject)]
 
 
+def page(subject: str, message: str) -> None:
+    """Page every channel with a plain message (no run context: e.g. the stream supervisor)."""
+    for path, kwargs in notifier_specs(message, subject):
+        _instantiate(path, kwargs)({})
+
+
 def page_on_call(context) -> None:
     """on_failure_callback of every task (runs after the last retry). The provider
     notifiers are built here, not at DAG parse time, which keeps parsing fast."""

@@ -86,18 +86,23 @@ def job_environment() -> dict[str, str]:
     return env
 
 
+def spark_jars() -> str | None:
+    """The jars `make setup` fetched (FHIR_SPARK_JARS_DIR), for --jars."""
+    jars = sorted(glob.glob(os.path.join(os.environ.get("FHIR_SPARK_JARS_DIR", ""), "*.jar")))
+    return ",".join(jars) or None
+
+
 class SparkJobOperator(SparkSubmitOperator):
     """spark-submit of spark_jobs/<job>.py with the project's packaging and secrets."""
 
     def __init__(self, *, job: str, job_args: list[str], **kwargs: Any) -> None:
         compute = settings()["compute"]
-        jars = sorted(glob.glob(os.path.join(os.environ.get("FHIR_SPARK_JARS_DIR", ""), "*.jar")))
         super().__init__(
             application=str(SPARK_JOBS / f"{job}.py"),
             application_args=job_args,
             conn_id=compute["spark_conn_id"],
             conf=dict(compute["spark_conf"]),
-            jars=",".join(jars) or None,
+            jars=spark_jars(),
             name=f"fhir-{job}",
             **kwargs,
         )

@@ -167,6 +167,10 @@ def airflow_environment(home: Path, database_url: str, port: int, extra: dict[st
             ),
             "AIRFLOW_CONN_FS_DEFAULT": json.dumps({"conn_type": "fs", "extra": {"path": "/"}}),
             "FHIR_PHI_HASH_KEY": TEST_PHI_KEY.decode(),
+            # Unpausing a DAG (catchup off) creates a run for its latest schedule tick,
+            # whose sensor then waits (deferred) for today's extract, which the tests do
+            # not write. A second run slot lets the tests' own runs proceed beside it.
+            "FHIR__BATCH__MAX_ACTIVE_RUNS": "2",
             # Fast retries keep failure tests short; the policy still requires >= 2 with backoff.
             "FHIR__RETRIES__RETRIES": "2",
             "FHIR__RETRIES__RETRY_DELAY_SECONDS": "2",
@@ -216,3 +220,75 @@ def start_airflow(postgres, tmp_path_factory):
     yield start
     for airflow in started:
         airflow.stop()
+
+
+KAFKA_LIBS = REPO / ".local" / "kafka" / "libs"
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory):
+    """A real single-node Apache Kafka broker in KRaft mode (jars from Maven Central via
+    make setup: tests/integration/kafka/pom.xml); yields its bootstrap address."""
+    if not any(KAFKA_LIBS.glob("kafka_2.13-*.jar")):
+        pytest.fail("Kafka broker jars missing: run `make setup`")
+    root = tmp_path_factory.mktemp("kafka")
+    port, controller = free_port(), free_port()
+    properties = root / "server.properties"
+    properties.write_text(
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{controller}",
+                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={root / 'data'}",
+                "num.partitions=2",
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+            ]
+        )
+    )
+    classpath = f"{KAFKA_LIBS}/*"
+    cluster_id = (
+        subprocess.run(
+            ["java", "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    subprocess.run(
+        [
+            "java",
+            "-cp",
+            classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(properties),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    with open(root / "kafka.log", "w") as log:
+        process = subprocess.Popen(
+            ["java", "-Xmx512m", "-cp", classpath, "kafka.Kafka", str(properties)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for_port(port, timeout=90)
+        yield f"127.0.0.1:{port}"
+    finally:
+        with_group_signal(process, signal.SIGKILL)
+        process.wait(timeout=30)

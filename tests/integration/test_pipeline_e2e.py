@@ -44,8 +44,6 @@ def local(start_airflow, receivers, tmp_path_factory):
     landing, lakehouse = root / "landing", root / "lakehouse"
     # Enough patients for both models to find labels in every split.
     generate(patients=800, seed=20261120, out=str(landing), date=RUN_DAY.isoformat())
-    for day in BACKFILL_DAYS:
-        generate(patients=60, seed=7, out=str(landing), date=day.isoformat(), history_days=60)
     http, smtp = receivers
     airflow = start_airflow(
         "local",
@@ -60,7 +58,7 @@ def local(start_airflow, receivers, tmp_path_factory):
     )
     for dag_id in ("fhir_batch_pipeline", "fhir_ml_training"):
         airflow.wait_for_dag(dag_id)
-        airflow.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+        airflow.unpause(dag_id)
     return airflow, landing, lakehouse
 
 
@@ -186,8 +184,84 @@ def test_a_run_missing_its_deadline_pages_on_call(local, receivers, happy_run):
     assert any("deadline missed: fhir_batch_pipeline (e2e_happy)" in m["data"] for m in smtp.messages)
 
 
-def test_backfill_through_the_cli_fills_each_date_and_a_second_backfill_changes_nothing(spark, local):
-    airflow, _, lakehouse = local
+def upload_extract(container, root, day: dt.date, **generator_args) -> int:
+    """Generate a day's extract and upload it as blobs; returns the NDJSON records uploaded."""
+    generate(out=str(root / "extract"), date=day.isoformat(), **generator_args)
+    uploaded = 0
+    for path in sorted((root / "extract" / "daily_extract" / day.isoformat()).iterdir()):
+        with path.open("rb") as data:
+            container.upload_blob(f"daily_extract/{day}/{path.name}", data, overwrite=True)
+        if path.suffix == ".ndjson":
+            uploaded += sum(1 for line in path.read_text().splitlines() if line.strip())
+    return uploaded
+
+
+@pytest.fixture(scope="module")
+def azure(start_airflow, azurite, tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e-azure")
+    container = azurite.container("fhir-landing")
+    airflow = start_airflow(
+        "azure",
+        {
+            "FHIR_LANDING_URI": "wasb://fhir-landing@devstoreaccount1.blob.core.windows.net",
+            "FHIR_LAKEHOUSE_URI": str(root / "lakehouse"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+            "AIRFLOW_CONN_WASB_DEFAULT": json.dumps(
+                {"conn_type": "wasb", "extra": {"connection_string": azurite.connection_string}}
+            ),
+            "FHIR__ALERTS__CHANNELS": "slack",
+            "AIRFLOW_CONN_SLACK_DEFAULT": json.dumps(
+                {"conn_type": "slackwebhook", "password": "http://127.0.0.1:9/unused"}
+            ),
+            **azurite.spark_environment,
+        },
+    )
+    airflow.wait_for_dag("fhir_batch_pipeline")
+    airflow.unpause("fhir_batch_pipeline")
+    return airflow, container, root / "lakehouse", root
+
+
+def test_azure_landing_sensor_waits_in_the_triggerer_until_blobs_arrive(spark, azure):
+    airflow, container, lakehouse, root = azure
+    airflow.trigger("fhir_batch_pipeline", "e2e_azure", at_schedule(RUN_DAY))
+    deadline = time.monotonic() + 300
+    while airflow.task_states("fhir_batch_pipeline", "e2e_azure").get("wait_for_landing") != "deferred":
+        assert time.monotonic() < deadline, airflow.task_states("fhir_batch_pipeline", "e2e_azure")
+        time.sleep(2)
+    # The sensor is deferred (in the triggerer) while the landing zone is empty; now the extract lands.
+    generate(patients=40, seed=3, out=str(root / "extract"), date=RUN_DAY.isoformat(), history_days=90)
+    uploaded = 0
+    for path in sorted((root / "extract" / "daily_extract" / RUN_DAY.isoformat()).iterdir()):
+        with path.open("rb") as data:
+            container.upload_blob(f"daily_extract/{RUN_DAY}/{path.name}", data, overwrite=True)
+        uploaded += (
+            sum(1 for line in path.read_text().splitlines() if line.strip())
+            if path.suffix == ".ndjson"
+            else 0
+        )
+    run = airflow.wait_for_run("fhir_batch_pipeline", "e2e_azure", timeout=1200)
+    _assert_success(airflow, "fhir_batch_pipeline", run)
+    [log] = (
+        read_table(spark, str(lakehouse / "bronze" / "ingest_runs"))
+        .filter(F.col("run_id") == "e2e_azure")
+        .collect()
+    )
+    assert log.records_read >= uploaded > 0 and log.quarantined == 0
+    sources = {
+        r.source_file
+        for r in read_table(spark, str(lakehouse / "bronze" / "fhir_raw"))
+        .select("source_file")
+        .distinct()
+        .collect()
+    }
+    assert sources and all(s.startswith(f"daily_extract/{RUN_DAY}/") for s in sources)
+
+
+def test_backfill_through_the_cli_fills_each_date_and_a_second_backfill_changes_nothing(spark, azure):
+    """On the Azure deployment (its small lakehouse keeps six runs short)."""
+    airflow, container, lakehouse, root = azure
+    for day in BACKFILL_DAYS:
+        upload_extract(container, root, day, patients=40, seed=7, history_days=60)
     first, last = BACKFILL_DAYS[0].isoformat(), BACKFILL_DAYS[-1].isoformat()
 
     def backfill(*extra: str) -> list[dict]:
@@ -248,64 +322,3 @@ def test_backfill_through_the_cli_fills_each_date_and_a_second_backfill_changes_
         assert after_first["bronze"][day] > 0, day  # each date's extract in its own partition
     backfill("--reprocess-behavior", "completed")
     assert counts() == after_first
-
-
-@pytest.fixture(scope="module")
-def azure(start_airflow, azurite, tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e-azure")
-    container = azurite.container("fhir-landing")
-    airflow = start_airflow(
-        "azure",
-        {
-            "FHIR_LANDING_URI": "wasb://fhir-landing@devstoreaccount1.blob.core.windows.net",
-            "FHIR_LAKEHOUSE_URI": str(root / "lakehouse"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
-            "AIRFLOW_CONN_WASB_DEFAULT": json.dumps(
-                {"conn_type": "wasb", "extra": {"connection_string": azurite.connection_string}}
-            ),
-            "FHIR__ALERTS__CHANNELS": "slack",
-            "AIRFLOW_CONN_SLACK_DEFAULT": json.dumps(
-                {"conn_type": "slackwebhook", "password": "http://127.0.0.1:9/unused"}
-            ),
-            **azurite.spark_environment,
-        },
-    )
-    airflow.wait_for_dag("fhir_batch_pipeline")
-    airflow.api("PATCH", "/dags/fhir_batch_pipeline", json={"is_paused": False})
-    return airflow, container, root / "lakehouse", root
-
-
-def test_azure_landing_sensor_waits_in_the_triggerer_until_blobs_arrive(spark, azure):
-    airflow, container, lakehouse, root = azure
-    airflow.trigger("fhir_batch_pipeline", "e2e_azure", at_schedule(RUN_DAY))
-    deadline = time.monotonic() + 300
-    while airflow.task_states("fhir_batch_pipeline", "e2e_azure").get("wait_for_landing") != "deferred":
-        assert time.monotonic() < deadline, airflow.task_states("fhir_batch_pipeline", "e2e_azure")
-        time.sleep(2)
-    # The sensor is deferred (in the triggerer) while the landing zone is empty; now the extract lands.
-    generate(patients=40, seed=3, out=str(root / "extract"), date=RUN_DAY.isoformat(), history_days=90)
-    uploaded = 0
-    for path in sorted((root / "extract" / "daily_extract" / RUN_DAY.isoformat()).iterdir()):
-        with path.open("rb") as data:
-            container.upload_blob(f"daily_extract/{RUN_DAY}/{path.name}", data, overwrite=True)
-        uploaded += (
-            sum(1 for line in path.read_text().splitlines() if line.strip())
-            if path.suffix == ".ndjson"
-            else 0
-        )
-    run = airflow.wait_for_run("fhir_batch_pipeline", "e2e_azure", timeout=1200)
-    _assert_success(airflow, "fhir_batch_pipeline", run)
-    [log] = (
-        read_table(spark, str(lakehouse / "bronze" / "ingest_runs"))
-        .filter(F.col("run_id") == "e2e_azure")
-        .collect()
-    )
-    assert log.records_read >= uploaded > 0 and log.quarantined == 0
-    sources = {
-        r.source_file
-        for r in read_table(spark, str(lakehouse / "bronze" / "fhir_raw"))
-        .select("source_file")
-        .distinct()
-        .collect()
-    }
-    assert sources and all(s.startswith(f"daily_extract/{RUN_DAY}/") for s in sources)

@@ -1,0 +1,167 @@
+"""The streaming bronze job in-process: same layout as batch bronze, bad input to
+quarantine while the stream keeps running, health published, exactly-once writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from spark_jobs import bronze_ingest, stream_ingest
+from spark_jobs.lakehouse import read_table, table_exists
+from tests.lakehouse_helpers import ingest
+
+
+def wait_until(condition, timeout: float = 120, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met after {timeout}s")
+        time.sleep(every)
+
+
+def patient_lines(ids) -> str:
+    return "".join(
+        json.dumps({"resourceType": "Patient", "id": f"s-{i}", "gender": "female"}) + "\n" for i in ids
+    )
+
+
+def row_count(spark, path: Path) -> int:
+    return read_table(spark, str(path)).count() if table_exists(spark, str(path)) else 0
+
+
+@pytest.fixture
+def running_stream(spark, tmp_path):
+    landing, lakehouse = tmp_path / "landing", tmp_path / "lakehouse"
+    (landing / "stream").mkdir(parents=True)
+    args = stream_ingest.parse_args(
+        [
+            "--source",
+            "files",
+            "--landing",
+            str(landing),
+            "--lakehouse",
+            str(lakehouse),
+            "--checkpoint",
+            str(tmp_path / "checkpoint"),
+            "--status-file",
+            str(tmp_path / "status.json"),
+            "--trigger-seconds",
+            "0.5",
+            "--query-name",
+            f"test_stream_{tmp_path.name}",
+        ]
+    )
+    query = stream_ingest.start(spark, args)
+    yield landing, lakehouse, args, query
+    query.stop()
+
+
+def test_stream_lands_records_with_the_batch_layout_and_quarantines_bad_ones(spark, running_stream):
+    landing, lakehouse, args, query = running_stream
+    (landing / "stream" / "events-1.ndjson").write_text(
+        patient_lines(range(3))
+        + "not json at all\n"
+        + json.dumps({"resourceType": "Starship", "id": "x"})
+        + "\n"
+    )
+    fhir_raw = lakehouse / "bronze" / "fhir_raw"
+    wait_until(lambda: row_count(spark, fhir_raw) == 3)
+    (landing / "stream" / "events-2.ndjson").write_text(patient_lines(range(3, 5)))
+    runs = lakehouse / "bronze" / "ingest_runs"  # each batch's run-log row is its last write
+    wait_until(
+        lambda: (
+            table_exists(spark, str(runs))
+            and read_table(spark, str(runs)).agg(F.sum("records_read")).first()[0] == 7
+        )
+    )
+
+    assert query.isActive  # bad input did not stop the stream
+    quarantine = read_table(spark, str(lakehouse / "bronze" / "quarantine"))
+    assert sorted(r.reason for r in quarantine.collect()) == ["malformed_json", "unknown_resource_type"]
+    raw = read_table(spark, str(fhir_raw))
+    assert {r.ingest_mode for r in raw.select("ingest_mode").distinct().collect()} == {"stream"}
+    assert {r.source_file for r in raw.select("source_file").distinct().collect()} == {
+        "stream/events-1.ndjson",
+        "stream/events-2.ndjson",
+    }
+    assert read_table(spark, str(lakehouse / "bronze" / "patient_raw")).count() == 5
+    streamed = read_table(spark, str(runs)).filter(F.col("status") == "streamed")
+    totals = streamed.agg(F.sum("records_read"), F.sum("ingested"), F.sum("quarantined")).first()
+    assert tuple(totals) == (7, 5, 2)
+
+    status = json.loads(Path(args.status_file).read_text())
+    assert status["status"] == "running" and status["query_name"] == args.query_name
+    assert status["batch_id"] >= 1 and dt.datetime.fromisoformat(status["heartbeat"])
+
+
+def test_batch_reload_of_a_date_keeps_the_streamed_rows(spark, running_stream, synthea_ndjson):
+    landing, lakehouse, _, _ = running_stream
+    (landing / "stream" / "events.ndjson").write_text(patient_lines(range(4)))
+    fhir_raw = lakehouse / "bronze" / "fhir_raw"
+    wait_until(lambda: row_count(spark, fhir_raw) == 4)
+    today = dt.datetime.now(dt.UTC).date()
+    folder = landing / "daily_extract" / today.isoformat()
+    folder.mkdir(parents=True)
+    (folder / "Patient.ndjson").write_text((synthea_ndjson / "Patient.ndjson").read_text())
+    ingest(spark, landing, lakehouse, today)
+    ingest(spark, landing, lakehouse, today, "--force")  # a reload replaces only the batch rows
+    modes = {
+        r.ingest_mode: r["count"]
+        for r in read_table(spark, str(fhir_raw)).groupBy("ingest_mode").count().collect()
+    }
+    assert modes == {"stream": 4, "batch": 9}
+
+
+def test_a_replayed_micro_batch_is_not_written_twice(spark, tmp_path):
+    """What a restart after a crash does: the same batch id again. Delta's txnAppId/txnVersion
+    make the second write a no-op in every table."""
+    lines = spark.createDataFrame(
+        [(patient_lines([1]).strip(), "stream/a.ndjson"), ("{broken", "stream/a.ndjson")],
+        "value string, source_file string",
+    )
+    lakehouse = str(tmp_path / "lakehouse")
+    first = stream_ingest.write_batch(lines, 7, lakehouse, "replay_test")
+    second = stream_ingest.write_batch(lines, 7, lakehouse, "replay_test")
+    assert first == second == {"batch_id": 7, "ingested": 1, "quarantined": 1}
+    for table in ("fhir_raw", "patient_raw", "quarantine", "ingest_runs"):
+        assert read_table(spark, f"{lakehouse}/bronze/{table}").count() == 1, table
+    stream_ingest.write_batch(lines, 8, lakehouse, "replay_test")  # the next batch is written
+    assert read_table(spark, f"{lakehouse}/bronze/fhir_raw").count() == 2
+
+
+def test_event_hubs_kafka_options_use_sasl_with_the_connection_string_from_the_environment(monkeypatch):
+    args = stream_ingest.parse_args(
+        [
+            "--source",
+            "kafka",
+            "--lakehouse",
+            "/l",
+            "--checkpoint",
+            "/c",
+            "--status-file",
+            "/s",
+            "--kafka-bootstrap",
+            "ns.servicebus.windows.net:9093",
+            "--kafka-topic",
+            "fhir-events",
+            "--kafka-sasl",
+        ]
+    )
+    monkeypatch.delenv(stream_ingest.EVENTHUB_SECRET_ENV, raising=False)
+    with pytest.raises(bronze_ingest.PermanentJobError, match="FHIR_EVENTHUB_CONNECTION_STRING"):
+        stream_ingest.kafka_options(args)
+    secret = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=abc="
+    monkeypatch.setenv(stream_ingest.EVENTHUB_SECRET_ENV, secret)
+    options = stream_ingest.kafka_options(args)
+    assert options["kafka.security.protocol"] == "SASL_SSL" and options["kafka.sasl.mechanism"] == "PLAIN"
+    assert 'username="$ConnectionString"' in options["kafka.sasl.jaas.config"]
+    assert f'password="{secret}"' in options["kafka.sasl.jaas.config"]
+    assert options["subscribe"] == "fhir-events"
