@@ -44,7 +44,7 @@ export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[2]", 
 export AIRFLOW_CONN_FS_DEFAULT ?= {"conn_type": "fs", "extra": {"path": "/"}}
 export AIRFLOW__API__BASE_URL ?= http://localhost:8080
 
-.PHONY: help setup lock test demo airflow down generate env clean
+.PHONY: help setup lock test demo airflow down generate env clean bench-stream
 
 help:
 	@echo "make demo      set up, start Airflow, run the pipeline on a day of synthetic data (PATIENTS=$(PATIENTS))"
@@ -54,6 +54,7 @@ help:
 	@echo "make down      stop every process 'make airflow' started"
 	@echo "make generate  synthetic FHIR landing data: PATIENTS=$(PATIENTS) SEED=$(SEED) DATE=$(DATE)"
 	@echo "make lock      re-resolve constraints.txt from requirements*.txt"
+	@echo "make bench-stream  streaming write-to-commit latency p50/p95 (bench/results/)"
 	@echo "eval \$$(make -s env)  export this environment into your shell"
 
 # --- Setup: each step is a file target, so a second run does nothing --------
@@ -108,6 +109,9 @@ env:
 PYTEST_ARGS ?=
 test: setup
 	pytest $(PYTEST_ARGS)
+
+bench-stream: setup
+	python -m bench.stream_latency $(BENCH_ARGS)
 
 # --- Data ---------------------------------------------------------------------
 generate: setup

@@ -74,6 +74,10 @@ def job_arguments(paths: StreamPaths) -> list[str]:
         str(paths.status_file),
         "--trigger-seconds",
         str(streaming["trigger_seconds"]),
+        "--max-files-per-trigger",
+        str(streaming["max_files_per_trigger"]),
+        "--max-records-per-trigger",
+        str(streaming["max_records_per_trigger"]),
     ]
     if streaming["source"] == "files":
         args += ["--landing", storage().landing_uri]

@@ -199,11 +199,11 @@ def upload_extract(container, root, day: dt.date, **generator_args) -> int:
 @pytest.fixture(scope="module")
 def azure(start_airflow, azurite, tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e-azure")
-    container = azurite.container("fhir-landing")
+    container = azurite.container("e2e-landing")
     airflow = start_airflow(
         "azure",
         {
-            "FHIR_LANDING_URI": "wasb://fhir-landing@devstoreaccount1.blob.core.windows.net",
+            "FHIR_LANDING_URI": "wasb://e2e-landing@devstoreaccount1.blob.core.windows.net",
             "FHIR_LAKEHOUSE_URI": str(root / "lakehouse"),
             "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
             "AIRFLOW_CONN_WASB_DEFAULT": json.dumps(

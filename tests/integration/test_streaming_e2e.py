@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
 import pytest
@@ -21,7 +20,7 @@ from tests.spark_jobs.test_stream_ingest import patient_lines, row_count, wait_u
 
 pytestmark = pytest.mark.e2e
 
-RECORDS, PER_FILE = 400, 10
+RECORDS, PER_FILE, PER_BATCH = 400, 10, 50
 
 
 @pytest.fixture
@@ -49,20 +48,25 @@ def stream_settings(monkeypatch, tmp_path, http_receiver, smtp_receiver):
     config.settings.cache_clear()
 
 
-def _kill_and_restart_mid_stream(spark, lakehouse, http_receiver, producer: threading.Thread) -> list[dict]:
-    """Start via the supervisor, SIGKILL the job mid-stream, let the supervisor restart it."""
+def _kill_and_restart_mid_stream(spark, lakehouse, produce) -> list[dict]:
+    """Start via the supervisor, SIGKILL the job mid-stream, let the supervisor restart it.
+
+    `produce(first, stop)` publishes records first..stop-1; the job takes at most
+    PER_BATCH records per micro-batch, so the kill lands between batches of a backlog."""
     runner = streaming.LocalStream(streaming.stream_paths())
     first = streaming.supervise()
     assert first["action"] == "restarted" and runner.alive()
-    producer.start()
+    half = RECORDS // 2
+    produce(0, half)
     fhir_raw = lakehouse / "bronze" / "fhir_raw"
-    wait_until(lambda: row_count(spark, fhir_raw) >= 60, timeout=240)
+    # The first commit to fhir_raw: a file check, so the test does not compete with the job for CPU.
+    wait_until(lambda: any((fhir_raw / "_delta_log").glob("*.json")), timeout=300)
     os.killpg(runner.pid(), signal.SIGKILL)  # no shutdown hook, no checkpoint flush
     wait_until(lambda: not runner.alive(), timeout=30)
-    assert row_count(spark, fhir_raw) < RECORDS  # killed in the middle of the stream
+    assert row_count(spark, fhir_raw) < half  # killed in the middle of the backlog
+    produce(half, RECORDS)  # more arrives while the job is down
     second = streaming.supervise()
     assert (second["state"], second["action"]) == (streaming.NOT_RUNNING, "restarted")
-    producer.join()
     wait_until(lambda: row_count(spark, fhir_raw) >= RECORDS, timeout=300)
     time.sleep(3)  # a duplicate would land in a later micro-batch: give it the chance
     return [first, second]
@@ -76,17 +80,16 @@ def _assert_each_record_exactly_once(spark, lakehouse) -> None:
 
 
 def test_files_stream_survives_kill_9_with_each_record_exactly_once(spark, stream_settings, http_receiver):
-    landing, lakehouse = stream_settings(source="files")
+    landing, lakehouse = stream_settings(source="files", max_files_per_trigger=str(PER_BATCH // PER_FILE))
 
-    def write_files():
-        for start in range(0, RECORDS, PER_FILE):
+    def write_files(first: int, stop: int):
+        for start in range(first, stop, PER_FILE):
             path = landing / "stream" / f"events-{start:05d}.ndjson"
             partial = path.with_name(f".{path.name}.tmp")  # hidden until complete, then renamed
             partial.write_text(patient_lines(range(start, start + PER_FILE)))
             partial.rename(path)
-            time.sleep(0.3)
 
-    _kill_and_restart_mid_stream(spark, lakehouse, http_receiver, threading.Thread(target=write_files))
+    _kill_and_restart_mid_stream(spark, lakehouse, write_files)
     _assert_each_record_exactly_once(spark, lakehouse)
     restarts = [r["body"] for r in http_receiver.received if "RESTARTED" in r["body"]]
     assert len(restarts) == 2  # on-call heard about both (re)starts
@@ -96,20 +99,22 @@ def test_kafka_stream_survives_kill_9_with_each_record_exactly_once(
     spark, stream_settings, kafka_broker, http_receiver
 ):
     topic = "fhir-events"
-    _, lakehouse = stream_settings(source="kafka", kafka_bootstrap=kafka_broker, kafka_topic=topic)
+    _, lakehouse = stream_settings(
+        source="kafka",
+        kafka_bootstrap=kafka_broker,
+        kafka_topic=topic,
+        max_records_per_trigger=str(PER_BATCH),
+    )
 
-    def produce():
-        for start in range(0, RECORDS, PER_FILE):
-            batch = spark.createDataFrame(
-                [(line,) for line in patient_lines(range(start, start + PER_FILE)).splitlines()],
-                "value string",
-            )
-            batch.write.format("kafka").option("kafka.bootstrap.servers", kafka_broker).option(
-                "topic", topic
-            ).save()
-            time.sleep(0.3)
+    def produce(first: int, stop: int):
+        records = spark.createDataFrame(
+            [(line,) for line in patient_lines(range(first, stop)).splitlines()], "value string"
+        )
+        records.write.format("kafka").option("kafka.bootstrap.servers", kafka_broker).option(
+            "topic", topic
+        ).save()
 
-    _kill_and_restart_mid_stream(spark, lakehouse, http_receiver, threading.Thread(target=produce))
+    _kill_and_restart_mid_stream(spark, lakehouse, produce)
     _assert_each_record_exactly_once(spark, lakehouse)
     sources = (
         read_table(spark, str(lakehouse / "bronze" / "fhir_raw")).select("source_file").limit(5).collect()

@@ -24,13 +24,13 @@ def samples_silver(spark, samples_lakehouse):
 
 @pytest.fixture(scope="session")
 def generated_lakehouse(spark, tmp_path_factory):
-    """Generated patients (FHIR_TEST_PATIENTS, default 3000) through bronze, silver and gold."""
+    """Generated patients (FHIR_TEST_PATIENTS, default 1500) through bronze, silver and gold."""
     import os
 
     from spark_jobs import gold_aggregate
     from tools.fhir_generator import generate
 
-    patients = int(os.environ.get("FHIR_TEST_PATIENTS", "3000"))
+    patients = int(os.environ.get("FHIR_TEST_PATIENTS", "1500"))
     root = tmp_path_factory.mktemp("generated")
     generate(
         patients=patients, seed=20261120, out=str(root / "landing"), date=RUN_DATE.isoformat(), progress=False

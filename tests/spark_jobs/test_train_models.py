@@ -162,7 +162,11 @@ class RecordingMLClient:
 
             def begin_create_or_update(self, entity):
                 outer.calls.append(
-                    (f"{self.name}.begin_create_or_update", entity, dict(entity.traffic or {}))
+                    (
+                        f"{self.name}.begin_create_or_update",
+                        entity,
+                        dict(getattr(entity, "traffic", None) or {}),  # endpoints carry the traffic split
+                    )
                 )
                 return _Poller(entity)
 
