@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
-from fhir_pipeline import compute, config
+from fhir_pipeline import compute, config, streaming
 from fhir_pipeline.compute import PermanentJobFailure, SparkJobOperator, databricks_run_json, spark_job
 from fhir_pipeline.tasks import retry_policy
 
@@ -121,6 +121,9 @@ class JobsApi(BaseHTTPRequestHandler):
     polls: dict[int, int] = {}
     seen_states: dict[int, list[str]] = {}
     outcome = {101: "SUCCESS", 102: "FAILED"}
+    run_now: list[dict] = []  # the streaming job's run-now calls
+    listed: list[dict] = []  # its runs/list queries
+    active_runs: list[int] = []
 
     def log_message(self, *args):
         pass
@@ -144,10 +147,16 @@ class JobsApi(BaseHTTPRequestHandler):
         if urlsplit(self.path).path == "/api/2.2/jobs/runs/submit":
             JobsApi.submitted.append(self._body())
             return self._reply({"run_id": 100 + len(JobsApi.submitted)})
+        if urlsplit(self.path).path == "/api/2.2/jobs/run-now":
+            JobsApi.run_now.append(self._body())
+            return self._reply({"run_id": 900, "number_in_job": 900})
         return self._reply({"error_code": "NOT_FOUND"}, 404)
 
     def do_GET(self):  # noqa: N802
         path, body = urlsplit(self.path).path, self._body()
+        if path == "/api/2.2/jobs/runs/list":
+            JobsApi.listed.append(body)
+            return self._reply({"runs": [{"run_id": r} for r in JobsApi.active_runs], "has_more": False})
         run_id = int(body["run_id"])
         if path == "/api/2.2/jobs/runs/get":
             poll = JobsApi.polls[run_id] = JobsApi.polls.get(run_id, 0) + 1
@@ -199,6 +208,9 @@ def databricks(monkeypatch, use_settings):
     JobsApi.submitted.clear()
     JobsApi.polls.clear()
     JobsApi.seen_states.clear()
+    JobsApi.run_now.clear()
+    JobsApi.listed.clear()
+    JobsApi.active_runs.clear()
     yield server
     server.shutdown()
 
@@ -263,3 +275,16 @@ def test_databricks_run_failure_fails_the_task_with_the_job_error(databricks):
     with pytest.raises(AirflowException, match="No bronze tables"):
         resume(context, payload)
     assert JobsApi.seen_states[102][-1] == "TERMINATED"
+
+
+def test_databricks_stream_is_found_by_its_active_runs_and_restarted_with_run_now(databricks, use_settings):
+    use_settings(streaming__databricks_job_id="55")
+    runner = streaming.stream_runner()
+    assert isinstance(runner, streaming.DatabricksStream)
+
+    assert not runner.alive()
+    assert JobsApi.listed == [{"job_id": "55", "active_only": "true"}]
+    assert runner.start() == 900
+    assert JobsApi.run_now == [{"job_id": 55}]
+    JobsApi.active_runs.append(900)
+    assert runner.alive()
