@@ -104,6 +104,7 @@ BUNDLE_ENTRIES_TYPE = T.ArrayType(
     )
 )
 
+
 class LandingError(PermanentJobError):
     """The landing folder cannot be ingested at all (missing, empty)."""
 
