@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         (landing / "stream" / "warmup.ndjson").write_text(
             json.dumps({"resourceType": "Patient", "id": "warmup"}) + "\n"
         )
-        wait_for(lambda: (fhir_raw / "_delta_log").exists(), 300, "first commit")
+        wait_for(lambda: any((fhir_raw / "_delta_log").glob("*.json")), 300, "first commit")
         for i in range(args.events):
             resource_id = f"lat-{i}"
             path = landing / "stream" / f"event-{i:05d}.ndjson"

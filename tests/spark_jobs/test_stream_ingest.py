@@ -36,7 +36,8 @@ def patient_lines(ids) -> str:
 def row_count(spark, path: Path) -> int:
     # Not DeltaTable.isDeltaTable: it answers from the DeltaLog cached at the first
     # call, so a table another process creates later stays "missing" in this session.
-    return read_table(spark, str(path)).count() if (path / "_delta_log").is_dir() else 0
+    # Nor the _delta_log folder alone: Delta creates it before the first commit lands.
+    return read_table(spark, str(path)).count() if any((path / "_delta_log").glob("*.json")) else 0
 
 
 @pytest.fixture
