@@ -20,10 +20,11 @@ from pyspark.sql import functions as F
 
 from spark_jobs import fhir_schemas
 from spark_jobs.session import build_spark_session
+from spark_jobs.silver_normalize import first, first_coding
 
 
 def _first_code(concept: Column, field: str) -> Column:
-    return concept["coding"][0][field]
+    return first_coding(concept)[field]
 
 
 def _measurement(source: Column) -> Column:
@@ -32,7 +33,7 @@ def _measurement(source: Column) -> Column:
         _first_code(source["code"], "code").alias("code"),
         _first_code(source["code"], "display").alias("code_display"),
         _first_code(source["valueCodeableConcept"], "code").alias("value_code"),
-        _first_code(source["interpretation"][0], "code").alias("interpretation_code"),
+        _first_code(first(source["interpretation"]), "code").alias("interpretation_code"),
         source["valueQuantity"]["value"].alias("value"),
         source["valueQuantity"]["code"].alias("value_unit"),
     )
@@ -49,7 +50,7 @@ def flatten_observations(observations: DataFrame) -> DataFrame:
         observations.select(
             o["id"].alias("observation_id"),
             o["status"].alias("status"),
-            _first_code(o["category"][0], "code").alias("category"),
+            _first_code(first(o["category"]), "code").alias("category"),
             _first_code(o["code"], "code").alias("panel_code"),
             o["subject"]["reference"].alias("patient_reference"),
             o["encounter"]["reference"].alias("encounter_reference"),

@@ -41,6 +41,8 @@ def main() -> None:
     jars = sorted(glob.glob(str(JARS / "*.jar")))
     if not jars:
         raise SystemExit(f"no Pathling jar in {JARS}: run `make bench` (it fetches it with Maven)")
+    # Not spark_jobs.session.build_spark_session: that one adds the project's Delta jars,
+    # built for Spark 4.2; this venv runs Spark 4.0. Same local settings otherwise.
     spark = (
         SparkSession.builder.appName("bench-pathling-peer")
         .master("local[2]")

@@ -15,9 +15,22 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "fhir-samples" / "
 VIEW = Path(__file__).resolve().parents[2] / "bench" / "observation_view.json"
 
 
+def test_empty_arrays_give_nulls_not_an_index_error(spark, tmp_path):
+    ndjson = tmp_path / "Observation.ndjson"
+    bare = {"resourceType": "Observation", "id": "bare", "category": [], "code": {"coding": []}}
+    ndjson.write_text(json.dumps({**bare, "interpretation": [], "component": []}) + "\n")
+    parsed = spark.read.schema(fhir_schemas.OBSERVATION).json(str(ndjson))
+    rows = flatten_observations(parsed.select(F.struct("*").alias("o"))).collect()
+
+    assert [(r.observation_id, r.category, r.code, r.interpretation_code) for r in rows] == [
+        ("bare", None, None, None)
+    ]
+
+
 def test_blood_pressure_gives_the_panel_row_and_one_row_per_component(spark, tmp_path):
     ndjson = tmp_path / "Observation.ndjson"
-    ndjson.write_text(json.dumps(json.loads((EXAMPLES / "Observation-blood-pressure.json").read_text())) + "\n")
+    example = json.loads((EXAMPLES / "Observation-blood-pressure.json").read_text())
+    ndjson.write_text(json.dumps(example) + "\n")
     parsed = spark.read.schema(fhir_schemas.OBSERVATION).json(str(ndjson))
     rows = flatten_observations(parsed.select(F.struct("*").alias("o"))).collect()
 
