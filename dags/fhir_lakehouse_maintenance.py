@@ -3,7 +3,8 @@
 
 Weekly (`maintenance.schedule`, UTC): **optimize_and_vacuum** compacts every
 Delta table (Z-ORDER: bronze `fhir_raw` by resource id within its
-resource-type partitions; silver observations by patient hash and code), then
+resource-type partitions; the silver date tables are liquid-clustered by date
+and patient hash, which OPTIMIZE applies), then
 VACUUMs files older than `maintenance.vacuum_retention_hours` (7 days), and
 logs each table's file count before and after.
 

@@ -4,8 +4,8 @@
 
 - bronze/fhir_raw: Z-ORDER BY resource_id. resource_type is already a partition
   column (Delta does not Z-order partition columns), so files are grouped by it.
-- silver/observations_normalized: Z-ORDER BY patient_id_hashed, code.
-- every other table: compaction (OPTIMIZE).
+- every other table: OPTIMIZE, which on the liquid-clustered silver tables
+  (observations, medications, encounters: by date and patient) also clusters.
 Then VACUUM with 7-day retention (files older than that which no table version
 still references are removed; time travel stays possible for 7 days).
 File counts before and after are logged and returned.
@@ -26,7 +26,6 @@ log = logging.getLogger("fhir_lakehouse.maintenance")
 
 Z_ORDER = {
     ("bronze", "fhir_raw"): ["resource_id"],
-    ("silver", "observations_normalized"): ["patient_id_hashed", "code"],
 }
 
 

@@ -5,13 +5,13 @@
 Reads the bronze typed tables for ingestion dates (D - N, D], parses each
 resource with an explicit schema (spark_jobs/fhir_schemas.py) and MERGEs into
 - `silver/observations_normalized` (one row per measurement: a panel with
-  components such as blood pressure gives one row per component), partitioned
-  by observation_date;
+  components such as blood pressure gives one row per component), clustered
+  by observation_date and patient;
 - `silver/medications_normalized` (MedicationStatement and MedicationRequest,
-  `source_resource_type` says which), partitioned by start_date;
-- `silver/patients_normalized` (unpartitioned);
-- `silver/encounters_normalized`, partitioned by encounter_date;
-- `silver/conditions_normalized` (comorbidities for gold), unpartitioned;
+  `source_resource_type` says which), clustered by start_date and patient;
+- `silver/patients_normalized`;
+- `silver/encounters_normalized`, clustered by encounter_date and patient;
+- `silver/conditions_normalized` (comorbidities for gold);
 - `silver/resource_tombstones`: Bundle DELETEs, so a later rerun of an older
   date cannot bring a deleted resource back.
 
@@ -43,8 +43,9 @@ from pyspark.sql import functions as F
 from spark_jobs import codesets, fhir_schemas, phi
 from spark_jobs.lakehouse import (
     configure_logging,
+    create_table,
+    last_commit_metrics,
     merge_by_key,
-    partitioned,
     read_table,
     run_job,
     table_exists,
@@ -617,7 +618,7 @@ def replace_resource_rows(
     changed_keys: DataFrame,
     key_column: str,
     row_key_column: str,
-    partition_by: list[str],
+    cluster_by: list[str],
 ) -> None:
     """Make each changed resource's rows in the table exactly `new_rows`, in one MERGE.
 
@@ -625,7 +626,7 @@ def replace_resource_rows(
     component, a deleted resource) are deleted in the same commit.
     """
     if not table_exists(spark, path):
-        partitioned(new_rows, partition_by).write.format("delta").partitionBy(*partition_by).save(path)
+        create_table(spark, new_rows, path, cluster_by=cluster_by)
         return
     target = read_table(spark, path)
     stale = (
@@ -636,7 +637,7 @@ def replace_resource_rows(
     source = new_rows.withColumn("_delete", F.lit(False)).unionByName(
         stale.select(*new_rows.columns, "_delete")
     )
-    merge_by_key(spark, source, path, [row_key_column], partition_by=partition_by, delete_flag="_delete")
+    merge_by_key(spark, source, path, [row_key_column], cluster_by=cluster_by, delete_flag="_delete")
 
 
 @dataclass(frozen=True)
@@ -645,7 +646,8 @@ class SilverTable:
     resource_types: tuple[str, ...]
     key_column: str  # one per resource; holds "<id>" or, for medications, "<Type>/<id>"
     row_key_column: str  # one per row
-    partition_by: tuple[str, ...]
+    # Liquid clustering, not partitions: a partition per clinical date is a tiny file per date.
+    cluster_by: tuple[str, ...]
 
     def resource_key(self, resource_type: str, resource_id: Column, hash_id: HashFn) -> Column:
         """The value `key_column` holds for a resource (never a raw patient id)."""
@@ -658,20 +660,26 @@ class SilverTable:
 
 SILVER_TABLES = (
     SilverTable("patients_normalized", ("Patient",), "patient_id_hashed", "patient_id_hashed", ()),
-    SilverTable("encounters_normalized", ("Encounter",), "encounter_id", "encounter_id", ("encounter_date",)),
+    SilverTable(
+        "encounters_normalized",
+        ("Encounter",),
+        "encounter_id",
+        "encounter_id",
+        ("encounter_date", "patient_id_hashed"),
+    ),
     SilverTable(
         "observations_normalized",
         ("Observation",),
         "observation_id",
         "measurement_id",
-        ("observation_date",),
+        ("observation_date", "patient_id_hashed"),
     ),
     SilverTable(
         "medications_normalized",
         ("MedicationStatement", "MedicationRequest"),
         "medication_record_id",
         "medication_record_id",
-        ("start_date",),
+        ("start_date", "patient_id_hashed"),
     ),
     SilverTable("conditions_normalized", ("Condition",), "condition_id", "condition_id", ()),
 )
@@ -809,7 +817,7 @@ def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
                 all_changes.select("resource_key"),
                 table.key_column,
                 table.row_key_column,
-                list(table.partition_by),
+                list(table.cluster_by),
             )
         if counts.get(True):
             deletes = all_changes.filter(F.col("is_delete")).select(
@@ -825,7 +833,7 @@ def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
         summary[table.name] = {
             "resources_changed": counts.get(False, 0),
             "resources_deleted": counts.get(True, 0),
-            **(_last_merge_metrics(spark, path) if counts else {}),
+            **(last_commit_metrics(spark, path) if counts else {}),
             "seconds": round(time.perf_counter() - started, 2),
         }
         for changed in changes:
@@ -875,20 +883,6 @@ def _current_versions(spark: SparkSession, path: str, table: SilverTable) -> Dat
         )
         .dropDuplicates(["resource_key"])
     )
-
-
-def _last_merge_metrics(spark: SparkSession, path: str) -> dict:
-    from delta.tables import DeltaTable
-
-    last = DeltaTable.forPath(spark, path).history(1).select("operation", "operationMetrics").first()
-    metrics = last.operationMetrics or {}
-    keys = (
-        "numTargetRowsInserted",
-        "numTargetRowsUpdated",
-        "numTargetRowsDeleted",
-        "numOutputRows",
-    )
-    return {"operation": last.operation, **{k: int(metrics[k]) for k in keys if k in metrics}}
 
 
 def main(argv: list[str] | None = None) -> dict:
