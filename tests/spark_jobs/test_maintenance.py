@@ -22,8 +22,8 @@ def test_silver_date_tables_are_clustered_not_partitioned(spark, samples_silver)
 
 
 def test_maintenance_optimizes_every_table_and_keeps_every_row(spark, synthea_ndjson, tmp_path):
-    # The clinical types only: bronze has a partition per resource type, and OPTIMIZE
-    # on the ~150 types of the HL7 examples takes minutes.
+    # A lakehouse of its own (maintenance rewrites files), of the clinical types only:
+    # bronze has a partition per resource type, ~150 with the HL7 examples.
     landing = tmp_path / "landing" / "daily_extract" / RUN_DATE.isoformat()
     landing.mkdir(parents=True)
     for resource_type in ("Patient", "Encounter", "Observation", "MedicationRequest", "Condition"):
