@@ -79,7 +79,6 @@ def create_table(
     df: DataFrame,
     path: str,
     *,
-    partition_by: Sequence[str] = (),
     cluster_by: Sequence[str] = (),
 ) -> None:
     """Create the Delta table at `path` holding `df`, in one commit.
@@ -89,10 +88,8 @@ def create_table(
     min/max statistics. It suits columns with thousands of values, such as
     clinical dates, where a partition per value means a tiny file per value
     (measured: 13 s of a 15 s silver encounter write went to 735 date
-    partitions). Partition only by columns with few values.
+    partitions). Partition (`overwrite_slice`) only by columns with few values.
     """
-    if partition_by and cluster_by:
-        raise ValueError("a Delta table is either partitioned or clustered, not both")
     if cluster_by:
         columns = ", ".join(f"`{c}`" for c in cluster_by)
         location = path.replace("`", "``")
@@ -105,7 +102,7 @@ def create_table(
             rows=df,
         )
         return
-    partitioned(df, partition_by).write.format("delta").partitionBy(*partition_by).save(path)
+    df.write.format("delta").save(path)
 
 
 def overwrite_slice(
@@ -144,7 +141,6 @@ def merge_by_key(
     path: str,
     key_columns: Sequence[str],
     *,
-    partition_by: Sequence[str] = (),
     cluster_by: Sequence[str] = (),
     update_condition: str | None = None,
     delete_flag: str | None = None,
@@ -156,14 +152,14 @@ def merge_by_key(
     - rows whose boolean column `delete_flag` is true delete their match and
       are never inserted;
     - the table is created from `updates` (minus delete markers) the first time,
-      partitioned or clustered as `create_table` says.
+      clustered by `cluster_by` (see `create_table`).
     `updates` must hold at most one row per key.
     """
     if not table_exists(spark, path):
         initial = updates if delete_flag is None else updates.filter(~F.col(delete_flag))
         if delete_flag is not None:
             initial = initial.drop(delete_flag)
-        create_table(spark, initial, path, partition_by=partition_by, cluster_by=cluster_by)
+        create_table(spark, initial, path, cluster_by=cluster_by)
         return
 
     on = " AND ".join(f"t.`{c}` <=> s.`{c}`" for c in key_columns)
