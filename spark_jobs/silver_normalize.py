@@ -402,10 +402,9 @@ def normalize_patients(
         ),
         *source_columns(),
         F.col("r"),
-        F.col("resource_id").alias("patient_id"),
     )
     result = with_quality(result, F.when(F.col("age_years").isNull(), F.lit("no_birth_date")))
-    return result.drop("r", "patient_id")
+    return result.drop("r")
 
 
 # --- Encounters -----------------------------------------------
@@ -794,7 +793,6 @@ def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
             live = parse_resources(changed.filter(~F.col("is_delete")), resource_type)
             new_rows.append(
                 _normalize(
-                    table,
                     resource_type,
                     live,
                     urn_map,
@@ -848,7 +846,7 @@ def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
     return summary
 
 
-def _normalize(table, resource_type, live, urn_map, measures, severities, hash_id, restricted, replacement):
+def _normalize(resource_type, live, urn_map, measures, severities, hash_id, restricted, replacement):
     if resource_type == "Patient":
         return normalize_patients(live, hash_id, restricted, replacement)
     reference = F.col("r")["subject"]["reference"]
