@@ -219,11 +219,16 @@ def lines_to_documents(lines: DataFrame) -> DataFrame:
     )
 
 
+def classified_records(documents: DataFrame) -> DataFrame:
+    """Documents -> one record per resource or Bundle entry, with its identity or its
+    quarantine reason. Row by row only, so it also applies to a streaming frame."""
+    return classify(expand_bundles(with_envelope(documents)), list(codesets.resource_types()))
+
+
 def bronze_records(
-    documents: DataFrame, run_date: dt.date, run_id: str, ingested_at: dt.datetime, ingest_mode: str
+    records: DataFrame, run_date: dt.date, run_id: str, ingested_at: dt.datetime, ingest_mode: str
 ) -> DataFrame:
-    """Documents -> classified records with load metadata: what fhir_raw and quarantine are cut from."""
-    records = classify(expand_bundles(with_envelope(documents)), list(codesets.resource_types()))
+    """Classified records with load metadata: what fhir_raw and quarantine are cut from."""
     return with_load_metadata(records, run_date, run_id, ingested_at).withColumn(
         "ingest_mode", F.lit(ingest_mode)
     )
@@ -553,7 +558,9 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
         )
         return counts
 
-    records = bronze_records(read_documents(spark, files), args.run_date, run_id, started, BATCH).persist()
+    records = bronze_records(
+        classified_records(read_documents(spark, files)), args.run_date, run_id, started, BATCH
+    ).persist()
     try:
         records_read = records.count()
         # The batch load of a date owns that date's batch rows; streamed rows stay.
