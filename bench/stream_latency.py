@@ -6,8 +6,8 @@ Starts the real streaming job on a scratch lakehouse, writes one NDJSON file per
 event into <landing>/stream/ (atomically: write hidden, then rename) at a steady
 pace (the first --warmup of them not counted), and waits until every record is in
 bronze/fhir_raw. Latency of a record = the timestamp of the Delta commit that added
-it to fhir_raw (commitInfo in the _delta_log) minus the moment its file became visible. Prints p50/p95/max and
-writes bench/results/<date>-stream-latency.json.
+it to fhir_raw (commitInfo in the _delta_log) minus the moment its file became
+visible. Prints p50/p95/max and writes bench/results/<date>-stream-latency.json.
 """
 
 from __future__ import annotations
