@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -784,10 +785,13 @@ def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
             versions = versions.withColumn(
                 "resource_key", table.resource_key(resource_type, F.col("resource_id"), hash_id)
             )
+            # On disk, not in the heap: these rows carry the resource JSON (at 50k
+            # patients ~3 GB of Observations in 4 shuffle partitions), and reading such
+            # blocks back into memory ran a 2 GiB driver out of heap.
             changed = (
                 select_changes(versions, tombstones.filter(F.col("resource_type") == resource_type), current)
                 .withColumn("resource_type", F.lit(resource_type))
-                .cache()
+                .persist(StorageLevel.DISK_ONLY)
             )
             changes.append(changed)
             live = parse_resources(changed.filter(~F.col("is_delete")), resource_type)

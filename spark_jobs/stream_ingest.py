@@ -14,8 +14,9 @@ Sources:
 Every micro-batch goes through the batch bronze transforms (spark_jobs.bronze_ingest:
 the same record layout, quarantine reasons and counts) and is appended, with
 ingest_mode = 'stream', to those of bronze/fhir_raw, the typed raw tables and
-bronze/quarantine it has rows for (all are created empty at start), plus one
-row in bronze/ingest_runs. Exactly once: the checkpoint replays an unfinished
+bronze/quarantine it has rows for (all are created empty at start, and checkpoint
+their Delta log every STREAM_CHECKPOINT_INTERVAL commits), plus one row in
+bronze/ingest_runs. Exactly once: the checkpoint replays an unfinished
 micro-batch after a crash, and each append carries Delta's idempotent-write
 options (txnAppId = the query name, txnVersion = the batch id), so a replayed
 batch is not written twice.
@@ -35,6 +36,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQueryListener
@@ -56,6 +58,14 @@ from spark_jobs.session import build_spark_session
 log = logging.getLogger("fhir_lakehouse.stream")
 
 EVENTHUB_SECRET_ENV = "FHIR_EVENTHUB_CONNECTION_STRING"
+
+# Delta writes a checkpoint synchronously after every delta.checkpointInterval-th commit
+# of a table (default 10). A micro-batch commits fhir_raw, a typed table and ingest_runs,
+# so with a 1 s trigger all three checkpointed every ~10 batches, mostly in the same
+# batch, which then took ~6 s instead of ~3 s: that batch was the latency p95 (measured,
+# bench/stream_latency.py). At 100, readers replay at most 100 small JSON commits.
+CHECKPOINT_INTERVAL = "delta.checkpointInterval"
+STREAM_CHECKPOINT_INTERVAL = 100
 
 
 # --- Sources ------------------------------------------------------------------------
@@ -130,17 +140,21 @@ def stream_records(lines: DataFrame) -> DataFrame:
     return classified_records(lines_to_documents(lines))
 
 
-def create_missing_tables(spark: SparkSession, lakehouse: str) -> None:
-    """Create, empty, the bronze tables that do not exist yet. A micro-batch appends only
-    to the tables it has rows for, and silver reads every typed table from the start."""
+def prepare_tables(spark: SparkSession, lakehouse: str) -> None:
+    """Create, empty, the bronze tables that do not exist yet, and give every bronze table
+    the stream appends to STREAM_CHECKPOINT_INTERVAL. A micro-batch appends only to the
+    tables it has rows for, and silver reads every typed table from the start."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     no_lines = spark.createDataFrame([], "value string, source_file string")
     tables = batch_tables(bronze_records(stream_records(no_lines), now.date(), "create", now, STREAM))
     tables["ingest_runs"] = (spark.createDataFrame([], RUN_LOG_SCHEMA), [])
+    interval = str(STREAM_CHECKPOINT_INTERVAL)
     for table, (rows, partition_by) in tables.items():
         path = table_path(lakehouse, "bronze", table)
         if not table_exists(spark, path):
-            _append(rows, path, partition_by, {})
+            _append(rows, path, partition_by, {CHECKPOINT_INTERVAL: interval})
+        elif DeltaTable.forPath(spark, path).detail().first().properties.get(CHECKPOINT_INTERVAL) != interval:
+            spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{CHECKPOINT_INTERVAL}' = {interval})")
 
 
 def write_batch(records: DataFrame, batch_id: int, lakehouse: str, query_name: str) -> dict:
@@ -196,9 +210,9 @@ def write_batch(records: DataFrame, batch_id: int, lakehouse: str, query_name: s
     return {"batch_id": batch_id, "ingested": ingested, "quarantined": quarantined}
 
 
-def _append(df: DataFrame, path: str, partition_by: list[str], once: dict) -> None:
+def _append(df: DataFrame, path: str, partition_by: list[str], options: dict) -> None:
     writer = df.write.format("delta").mode("append").partitionBy(*partition_by)
-    for key, value in once.items():
+    for key, value in options.items():
         writer = writer.option(key, value)
     writer.save(path)
 
@@ -303,7 +317,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def start(spark: SparkSession, args: argparse.Namespace):
     """Start the streaming query (returns it; the caller waits or stops)."""
-    create_missing_tables(spark, args.lakehouse)
+    prepare_tables(spark, args.lakehouse)
     listener = StatusListener(args.status_file, args.query_name)
     spark.streams.addListener(listener)
     lines = (

@@ -147,7 +147,7 @@ def test_a_micro_batch_commits_only_to_the_tables_it_has_rows_for(spark, tmp_pat
     Patients leaves the other typed tables and quarantine alone. They exist, empty,
     from the start, since silver reads every typed table."""
     lakehouse = str(tmp_path / "lakehouse")
-    stream_ingest.create_missing_tables(spark, lakehouse)
+    stream_ingest.prepare_tables(spark, lakehouse)
     lines = spark.createDataFrame(
         [(line, "stream/a.ndjson") for line in patient_lines([1, 2]).splitlines()],
         "value string, source_file string",
@@ -161,6 +161,30 @@ def test_a_micro_batch_commits_only_to_the_tables_it_has_rows_for(spark, tmp_pat
     tables = ["fhir_raw", "quarantine", "ingest_runs", *bronze_ingest.TYPED_RAW_TABLES]
     written = {"fhir_raw": (1, 2), "patient_raw": (1, 2), "ingest_runs": (1, 1)}
     assert {t: version_and_rows(t) for t in tables} == {t: written.get(t, (0, 0)) for t in tables}
+
+
+def test_stream_tables_checkpoint_every_100_commits_whoever_created_them(spark, tmp_path):
+    """Delta checkpoints synchronously after every checkpointInterval-th commit (default 10),
+    and that batch was the latency p95. Tables the batch job (or an older stream) created
+    get the stream's interval at start, without losing rows."""
+    lakehouse = str(tmp_path / "lakehouse")
+    lines = spark.createDataFrame(
+        [(line, "stream/a.ndjson") for line in patient_lines([1]).splitlines()],
+        "value string, source_file string",
+    )
+    records = stream_ingest.stream_records(lines)
+    stream_ingest.write_batch(records, 0, lakehouse, "interval_test")  # creates 3 tables, default interval
+    stream_ingest.prepare_tables(spark, lakehouse)
+    tables = ["fhir_raw", "quarantine", "ingest_runs", *bronze_ingest.TYPED_RAW_TABLES]
+    details = {t: DeltaTable.forPath(spark, f"{lakehouse}/bronze/{t}").detail().first() for t in tables}
+    intervals = {t: detail.properties.get("delta.checkpointInterval") for t, detail in details.items()}
+    assert intervals == dict.fromkeys(tables, "100")
+    for batch_id in range(1, 11):
+        stream_ingest.write_batch(records, batch_id, lakehouse, "interval_test")
+    fhir_raw = tmp_path / "lakehouse" / "bronze" / "fhir_raw"
+    assert DeltaTable.forPath(spark, str(fhir_raw)).history(1).first().version == 11
+    assert not list((fhir_raw / "_delta_log").glob("*.checkpoint*.parquet"))
+    assert read_table(spark, str(fhir_raw)).count() == 11
 
 
 def test_event_hubs_kafka_options_use_sasl_with_the_connection_string_from_the_environment(monkeypatch):
