@@ -61,7 +61,10 @@ help:
 # --- Setup: each step is a file target, so a second run does nothing --------
 KAFKA_LIBS := $(LOCAL)/kafka/libs
 
-setup: $(VENV)/.installed $(JARS_DIR)/.fetched $(KAFKA_LIBS)/.fetched node_modules/.installed $(PHI_KEY_FILE)
+CLASS_ARCHIVE := $(LOCAL)/spark-classes.jsa
+
+setup: $(VENV)/.installed $(JARS_DIR)/.fetched $(KAFKA_LIBS)/.fetched node_modules/.installed $(PHI_KEY_FILE) \
+    $(CLASS_ARCHIVE)
 
 $(VENV)/.installed: constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -89,6 +92,11 @@ node_modules/.installed: package.json package-lock.json
 	@command -v npm >/dev/null || { echo "Node.js/npm is required for Azurite (npm not found)"; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# Spark's JVM classes, recorded once by a JVM running the pipeline on a few patients:
+# every later local driver maps them instead of loading them (tools/spark_class_archive.py).
+$(CLASS_ARCHIVE): $(VENV)/.installed $(JARS_DIR)/.fetched
+	$(VENV)/bin/python -m tools.spark_class_archive --out $@
 
 $(PHI_KEY_FILE):
 	mkdir -p $(LOCAL)

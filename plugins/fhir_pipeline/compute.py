@@ -46,6 +46,19 @@ class PermanentJobFailure(Exception):
     """The Spark job reported a failure that a retry cannot fix (exit status 2)."""
 
 
+def spark_submit_conf() -> dict[str, str]:
+    """compute.spark_conf, plus the driver's class archive when `make setup` recorded
+    one and the config sets no driver JVM options (a driver that cannot find or
+    use the archive starts normally)."""
+    from spark_jobs.session import class_archive_option  # pyspark: not at DAG parse time
+
+    conf = dict(settings()["compute"]["spark_conf"])
+    archive = class_archive_option()
+    if archive and "spark.driver.extraJavaOptions" not in conf:
+        conf["spark.driver.extraJavaOptions"] = archive
+    return conf
+
+
 def package_spark_jobs() -> str:
     """spark_jobs/ as a zip for --py-files, rebuilt only when its sources change."""
     sources = sorted(SPARK_JOBS.glob("*.py"))
@@ -109,6 +122,7 @@ class SparkJobOperator(SparkSubmitOperator):
         self.job = job
 
     def execute(self, context):
+        self.conf = spark_submit_conf()
         self.py_files = package_spark_jobs()
         self.env_vars = job_environment()
         # The hook reads these at construction, after templating.

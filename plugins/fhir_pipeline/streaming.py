@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from fhir_pipeline.alerts import page
-from fhir_pipeline.compute import SPARK_JOBS, job_environment, package_spark_jobs, spark_jars
+from fhir_pipeline.compute import (
+    SPARK_JOBS,
+    job_environment,
+    package_spark_jobs,
+    spark_jars,
+    spark_submit_conf,
+)
 from fhir_pipeline.config import REPO_ROOT, settings, storage
 
 HEALTHY, NOT_RUNNING, STALLED, LAGGING = "healthy", "not_running", "stalled", "lagging"
@@ -146,7 +152,7 @@ class LocalStream:
         compute = settings()["compute"]
         hook = SparkSubmitHook(
             conn_id=compute["spark_conn_id"],
-            conf=dict(compute["spark_conf"]),
+            conf=spark_submit_conf(),
             jars=spark_jars(),
             py_files=package_spark_jobs(),
             name="fhir-stream_ingest",

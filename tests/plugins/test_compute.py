@@ -80,6 +80,22 @@ def test_other_failures_stay_retryable(tmp_path):
     assert not isinstance(raised.value, PermanentJobFailure)
 
 
+def test_spark_submit_starts_the_driver_from_the_class_archive(tmp_path):
+    """The command the task runs carries compute.spark_conf plus the archive `make setup` recorded."""
+    from spark_jobs.session import class_archive_option
+
+    operator = SparkJobOperator(task_id="bronze_ingest", job="bronze_ingest", job_args=[])
+    operator._spark_binary = _fake_spark_submit(tmp_path, exit_code=1)
+    with pytest.raises(AirflowException):
+        operator.execute(context={})
+    command = operator._hook._build_spark_submit_command(operator.application)
+    archive = class_archive_option()
+    assert archive is not None, "`make setup` records .local/spark-classes.jsa"
+    assert f"spark.driver.extraJavaOptions={archive}" in command
+    for key, value in config.settings()["compute"]["spark_conf"].items():
+        assert f"{key}={value}" in command
+
+
 def test_retry_policy_fails_permanent_errors_at_once():
     policy = retry_policy()
     permanent = policy.evaluate(PermanentJobFailure("bad input"), try_number=1, max_tries=4, context={})

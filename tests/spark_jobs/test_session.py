@@ -11,7 +11,7 @@ from pathlib import Path
 from delta.tables import DeltaTable
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs.session import delta_jars
+from spark_jobs.session import CLASS_ARCHIVE, class_archive_option, delta_jars
 
 
 def test_session_has_project_defaults(spark):
@@ -103,3 +103,55 @@ def test_spark_submit_conf_overrides_the_defaults(tmp_path):
     assert "PARTITIONS=7" in lines
     assert "TZ=UTC" in lines
     assert "ROWS=3" in lines
+
+
+def test_class_archive_option_only_when_the_archive_exists(tmp_path):
+    assert class_archive_option(tmp_path / "missing.jsa") is None
+    archive = tmp_path / "spark classes.jsa"
+    archive.write_bytes(b"")
+    assert class_archive_option(archive) == f"-XX:SharedArchiveFile='{archive}'"
+
+
+def test_drivers_map_the_class_archive_setup_recorded(tmp_path):
+    """Both ways a driver starts here (pyspark launching its JVM, as the bench and
+    tests do, and spark-submit, as Airflow does) can map the archive. -Xshare:on makes
+    a JVM that cannot (archive from another JDK or other jars) fail instead of
+    silently starting without it."""
+    assert CLASS_ARCHIVE.is_file(), "`make setup` records .local/spark-classes.jsa"
+    options = f"{class_archive_option()} -Xshare:on"
+    probe = textwrap.dedent(
+        f"""
+        import sys
+        from spark_jobs.session import build_spark_session
+        spark = build_spark_session("class-archive-probe", {{
+            "spark.ui.enabled": "false", "spark.driver.extraJavaOptions": {options!r}}})
+        runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+        print("ARGS=" + "|".join(runtime.getInputArguments()))
+        print("ROWS=" + str(spark.range(5).count()))
+        spark.stop()
+        """
+    )
+    script = tmp_path / "probe.py"
+    script.write_text(probe)
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    launches = {
+        "pyspark": [sys.executable, str(script)],
+        "spark-submit": [
+            "spark-submit",
+            "--master",
+            "local[1]",
+            "--conf",
+            f"spark.driver.extraJavaOptions={options}",
+            "--jars",
+            ",".join(delta_jars()),
+            str(script),
+        ],
+    }
+    for name, command in launches.items():
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+        assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
+        lines = result.stdout.split("\n")
+        assert "ROWS=5" in lines, name
+        (args,) = [line for line in lines if line.startswith("ARGS=")]
+        assert f"-XX:SharedArchiveFile={CLASS_ARCHIVE}" in args.split("|"), name
+        assert "-Xshare:on" in args.split("|"), name
