@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs import fhir_schemas
 from spark_jobs.session import build_spark_session
-from spark_jobs.silver_normalize import first, first_coding
+from spark_jobs.silver_normalize import explode_measurements, first, first_coding
 
 
 def _first_code(concept: Column, field: str) -> Column:
@@ -41,25 +41,18 @@ def _measurement(source: Column) -> Column:
 
 def flatten_observations(observations: DataFrame) -> DataFrame:
     """Parsed Observation resources -> the benchmark view's rows."""
-    measurements = F.concat(
-        F.array(_measurement(F.col("o"))),
-        F.transform(F.coalesce(F.col("o.component"), F.array()), _measurement),
-    )
     o = F.col("o")
-    return (
-        observations.select(
-            o["id"].alias("observation_id"),
-            o["status"].alias("status"),
-            _first_code(first(o["category"]), "code").alias("category"),
-            _first_code(o["code"], "code").alias("panel_code"),
-            o["subject"]["reference"].alias("patient_reference"),
-            o["encounter"]["reference"].alias("encounter_reference"),
-            o["effectiveDateTime"].alias("effective"),
-            o["issued"].alias("issued"),
-            F.explode(measurements).alias("m"),
-        )
-        .select("*", "m.*")
-        .drop("m")
+    measurements = explode_measurements(observations, o, F.lit(True), lambda source, _: _measurement(source))
+    return measurements.select(
+        o["id"].alias("observation_id"),
+        o["status"].alias("status"),
+        _first_code(first(o["category"]), "code").alias("category"),
+        _first_code(o["code"], "code").alias("panel_code"),
+        o["subject"]["reference"].alias("patient_reference"),
+        o["encounter"]["reference"].alias("encounter_reference"),
+        o["effectiveDateTime"].alias("effective"),
+        o["issued"].alias("issued"),
+        "m.*",
     )
 
 

@@ -87,7 +87,9 @@ def first_coding(concept: Column) -> Column:
 
 def coding_in(codings: Column, system: str) -> Column:
     """The first coding of `system` in an array of codings (null when none)."""
-    return first(F.filter(codings, lambda c: c["system"] == system))
+    # array_position, not filter(codings, lambda): Spark evaluates lambdas row by row
+    # outside whole-stage codegen, and this runs for every measurement.
+    return F.get(codings, F.array_position(codings["system"], system) - 1)
 
 
 def reference_id(reference: Column, resource_type: str) -> Column:
@@ -153,8 +155,12 @@ def patient_issues(reference: Column) -> Column:
 def with_quality(df: DataFrame, *issues: Column) -> DataFrame:
     """`quality_issues` (what is wrong or missing) and `is_valid` (nothing is)."""
     corrupt = F.when(F.col(f"r.{fhir_schemas.CORRUPT_RECORD}").isNotNull(), F.lit("type_mismatch"))
-    listed = F.filter(F.array(corrupt, *issues), lambda x: x.isNotNull())
-    return df.withColumn("quality_issues", listed).withColumn("is_valid", F.size(listed) == 0)
+    none = F.array().cast("array<string>")
+    # A concat of one-element arrays, not filter(array, lambda): see coding_in.
+    listed = F.concat(
+        *[F.when(issue.isNotNull(), F.array(issue)).otherwise(none) for issue in (corrupt, *issues)]
+    )
+    return df.withColumn("quality_issues", listed).withColumn("is_valid", F.size("quality_issues") == 0)
 
 
 def source_columns() -> list[Column]:
@@ -202,6 +208,30 @@ def _has_value(r: Column) -> Column:
     )
 
 
+def explode_measurements(
+    df: DataFrame,
+    resource: Column,
+    include_main: Column,
+    measurement: Callable[[Column, Column], Column],
+) -> DataFrame:
+    """One row per measurement of an Observation, as column `m`.
+
+    `measurement(source, index)` builds it from the resource itself (index 0,
+    when `include_main`) or from its component index-1 (index 1..n).
+    """
+    # Explode indexes and pick by index rather than transform() the components: Spark
+    # interprets higher-order functions, and every expression around them, row by row
+    # instead of compiling them (measured: silver's Observation normalize 18.9 -> 15.4 s).
+    count = F.size(F.coalesce(resource["component"], F.array()))
+    exploded = df.withColumn("_index", F.explode(F.sequence(F.when(include_main, 0).otherwise(1), count)))
+    index = F.col("_index")
+    component = F.get(resource["component"], index - 1)
+    main_or_component = F.when(index == 0, measurement(resource, index)).otherwise(
+        measurement(component, index)
+    )
+    return exploded.withColumn("m", main_or_component).drop("_index")
+
+
 def normalize_observations(
     parsed: DataFrame,
     measures: DataFrame,
@@ -217,14 +247,10 @@ def normalize_observations(
     default range.
     """
     r = F.col("r")
-    main = F.when(
-        _has_value(r) | (F.size(F.coalesce(r["component"], F.array())) == 0),
-        F.array(_measurement(r["code"], r, F.lit(0))),
+    has_main = _has_value(r) | (F.size(F.coalesce(r["component"], F.array())) == 0)
+    exploded = explode_measurements(
+        parsed, r, has_main, lambda source, index: _measurement(source["code"], source, index)
     )
-    components = F.transform(
-        F.coalesce(r["component"], F.array()), lambda c, i: _measurement(c["code"], c, i + 1)
-    )
-    exploded = parsed.withColumn("m", F.explode(F.concat(F.coalesce(main, F.array()), components)))
 
     m = F.col("m")
     loinc = coding_in(m["codings"], LOINC)

@@ -14,7 +14,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs import codesets, phi, silver_normalize
+from spark_jobs import codesets, fhir_schemas, phi, silver_normalize
 from spark_jobs.lakehouse import read_table
 from tests.lakehouse_helpers import RUN_DATE, TEST_PHI_KEY, ingest, normalize
 
@@ -106,6 +106,51 @@ def test_blood_pressure_panel_gives_one_measurement_per_component(spark, hl7_exa
             dt.date(2012, 9, 17),
             hashed("example"),
         ),
+    ]
+    assertDataFrameEqual(rows, spark.createDataFrame(expected, rows.schema))
+
+
+def test_measurements_codings_and_quality_issues_on_edge_cases(spark):
+    """The compiled forms (no lambdas) of the measurement explode, coding lookup and issue list."""
+    resources = spark.createDataFrame(
+        [
+            # Own value and two components; LOINC is not the first coding.
+            ("a", True, [("x", "1"), ("http://loinc.org", "2")], [[("http://loinc.org", "3")], []]),
+            # Components only.
+            ("b", False, [], [[("y", "4")]]),
+            # Neither: the resource itself still gives a row.
+            ("c", True, None, None),
+        ],
+        "id string, has_value boolean, codings array<struct<system:string,code:string>>, "
+        "component array<array<struct<system:string,code:string>>>",
+    )
+    r = F.struct(
+        F.col("codings").alias("codings"),
+        F.transform("component", lambda c: F.struct(c.alias("codings"))).alias("component"),
+    )
+    exploded = silver_normalize.explode_measurements(
+        resources.withColumn("r", r),
+        F.col("r"),
+        F.col("has_value"),
+        lambda source, index: F.struct(index.alias("index"), source["codings"].alias("codings")),
+    )
+    loinc = silver_normalize.coding_in(F.col("m.codings"), silver_normalize.LOINC)["code"]
+    rows = silver_normalize.with_quality(
+        exploded.withColumn(fhir_schemas.CORRUPT_RECORD, F.lit(None).cast("string")).select(
+            "id",
+            F.col("m.index").alias("index"),
+            loinc.alias("loinc"),
+            F.struct(fhir_schemas.CORRUPT_RECORD).alias("r"),
+        ),
+        F.when(F.col("loinc").isNull(), F.lit("no_loinc")),
+        F.when(F.col("index") > 1, F.lit("second_component")),
+    ).drop("r")
+    expected = [
+        ("a", 0, "2", [], True),
+        ("a", 1, "3", [], True),
+        ("a", 2, None, ["no_loinc", "second_component"], False),
+        ("b", 1, None, ["no_loinc"], False),
+        ("c", 0, None, ["no_loinc"], False),
     ]
     assertDataFrameEqual(rows, spark.createDataFrame(expected, rows.schema))
 
