@@ -289,37 +289,58 @@ def demographic_features(spine: DataFrame, patients: DataFrame) -> DataFrame:
 
 
 def measurement_features(spine: DataFrame, measurements: DataFrame) -> DataFrame:
+    """Vital and lab features per spine row.
+
+    Two passes: the measurement rows are reduced to one row of window statistics per
+    (spine row, measure), then those rows are laid out as feature columns. Each raw
+    row feeds 13 aggregates instead of one per feature, ~60 (measured: the gold job
+    at 10k patients 62.8 -> 54.3 s).
+    """
     rows = _on_spine(spine, measurements).filter(F.col("observation_ts") <= F.col("cutoff_ts"))
-    date, cutoff, value, measure = (
-        F.col("observation_date"),
-        F.col("cutoff_date"),
-        F.col("value_numeric"),
-        F.col("measure"),
+    date, cutoff, value = F.col("observation_date"), F.col("cutoff_date"), F.col("value_numeric")
+
+    def within(days: int) -> Column:
+        return in_window(date, cutoff, days)
+
+    stats = rows.groupBy("spine_id", "cutoff_date", "measure").agg(
+        F.avg(F.when(within(30), value)).alias("avg_30d"),
+        F.avg(F.when(within(90), value)).alias("avg_90d"),
+        F.avg(F.when(within(365), value)).alias("avg_365d"),
+        F.max(F.when(within(30), value)).alias("max_30d"),
+        F.max(F.when(within(365), value)).alias("max_365d"),
+        F.min(F.when(within(365), value)).alias("min_365d"),
+        F.count(F.when(within(365), value)).alias("values_365d"),
+        F.max_by(value, F.col("observation_ts")).alias("last"),
+        F.max(date).alias("last_date"),
+        # Least-squares slope of the year's values, in units per 365 days.
+        (F.regr_slope(F.when(within(365), value), F.when(within(365), day_number(date))) * 365).alias(
+            "slope_365d"
+        ),
+        F.max(F.when(within(90), F.col("is_abnormal"))).alias("any_abnormal_90d"),
+        F.count(F.when(within(90) & F.col("is_abnormal"), True)).alias("abnormal_90d"),
+        F.count(F.when(within(365), True)).alias("rows_365d"),
     )
+    measure = F.col("measure")
 
-    def within(name: str, days: int) -> Column:
-        return (measure == name) & in_window(date, cutoff, days)
+    def of(name: str, stat: str) -> Column:
+        return F.max(F.when(measure == name, F.col(stat)))
 
-    aggregates: list[Column] = []
-    for vital in VITALS:
-        aggregates.append(F.avg(F.when(within(vital, 30), value)).alias(f"avg_{short(vital)}_30d"))
-    aggregates += [
-        F.max(F.when(within("bp_systolic", 30), value)).alias("max_bp_systolic_30d"),
-        F.avg(F.when(within("bp_systolic", 365), value)).alias("avg_bp_systolic_365d"),
-        F.avg(F.when(within("bp_diastolic", 365), value)).alias("avg_bp_diastolic_365d"),
-        F.avg(F.when(within("heart_rate", 365), value)).alias("avg_heart_rate_365d"),
+    features: list[Column] = [of(vital, "avg_30d").alias(f"avg_{short(vital)}_30d") for vital in VITALS]
+    features += [
+        of("bp_systolic", "max_30d").alias("max_bp_systolic_30d"),
+        of("bp_systolic", "avg_365d").alias("avg_bp_systolic_365d"),
+        of("bp_diastolic", "avg_365d").alias("avg_bp_diastolic_365d"),
+        of("heart_rate", "avg_365d").alias("avg_heart_rate_365d"),
     ]
     for lab in FEATURE_LABS:
         name = short(lab)
-        aggregates += [
-            F.avg(F.when(within(lab, 90), value)).alias(f"avg_{name}_90d"),
-            F.max(F.when(within(lab, 365), value)).alias(f"max_{name}_365d"),
-            F.min(F.when(within(lab, 365), value)).alias(f"min_{name}_365d"),
-            F.count(F.when(within(lab, 365), value)).alias(f"{name}_count_365d"),
-            F.max_by(F.when(measure == lab, value), F.when(measure == lab, F.col("observation_ts"))).alias(
-                f"last_{name}"
-            ),
-            F.datediff(cutoff, F.max(F.when(measure == lab, date))).alias(f"days_since_last_{name}"),
+        features += [
+            of(lab, "avg_90d").alias(f"avg_{name}_90d"),
+            of(lab, "max_365d").alias(f"max_{name}_365d"),
+            of(lab, "min_365d").alias(f"min_{name}_365d"),
+            F.coalesce(of(lab, "values_365d"), F.lit(0)).alias(f"{name}_count_365d"),
+            of(lab, "last").alias(f"last_{name}"),
+            F.datediff(cutoff, of(lab, "last_date")).alias(f"days_since_last_{name}"),
         ]
     for source, name in (
         ("hba1c", "hba1c"),
@@ -327,36 +348,19 @@ def measurement_features(spine: DataFrame, measurements: DataFrame) -> DataFrame
         ("bp_systolic", "bp_systolic"),
         ("body_weight", "weight"),
     ):
-        # Least-squares slope of the year's values, in units per 365 days.
-        aggregates.append(
-            (
-                F.regr_slope(
-                    F.when(within(source, 365), value),
-                    F.when(within(source, 365), day_number(date)),
-                )
-                * 365
-            ).alias(f"{name}_slope_365d")
-        )
-    abnormal_lab_90d = measure.isin(*FEATURE_LABS) & in_window(date, cutoff, 90) & F.col("is_abnormal")
-    aggregates += [
-        F.max_by(F.when(measure == "bmi", value), F.when(measure == "bmi", F.col("observation_ts"))).alias(
-            "last_bmi"
+        features.append(of(source, "slope_365d").alias(f"{name}_slope_365d"))
+    features += [
+        of("bmi", "last").alias("last_bmi"),
+        of("bmi", "avg_365d").alias("avg_bmi_365d"),
+        of("body_weight", "last").alias("last_weight"),
+        F.coalesce(of("glucose", "any_abnormal_90d"), F.lit(False)).alias("has_abnormal_glucose"),
+        F.coalesce(of("hba1c", "any_abnormal_90d"), F.lit(False)).alias("has_abnormal_hba1c"),
+        F.coalesce(F.sum(F.when(measure.isin(*FEATURE_LABS), F.col("abnormal_90d"))), F.lit(0)).alias(
+            "abnormal_lab_count_90d"
         ),
-        F.avg(F.when(within("bmi", 365), value)).alias("avg_bmi_365d"),
-        F.max_by(
-            F.when(measure == "body_weight", value),
-            F.when(measure == "body_weight", F.col("observation_ts")),
-        ).alias("last_weight"),
-        F.coalesce(F.max(F.when(within("glucose", 90), F.col("is_abnormal"))), F.lit(False)).alias(
-            "has_abnormal_glucose"
-        ),
-        F.coalesce(F.max(F.when(within("hba1c", 90), F.col("is_abnormal"))), F.lit(False)).alias(
-            "has_abnormal_hba1c"
-        ),
-        F.count(F.when(abnormal_lab_90d, True)).alias("abnormal_lab_count_90d"),
-        F.count(F.when(in_window(date, cutoff, 365), True)).alias("measurement_count_365d"),
+        F.sum("rows_365d").alias("measurement_count_365d"),
     ]
-    return rows.groupBy("spine_id", "cutoff_date").agg(*aggregates).drop("cutoff_date")
+    return stats.groupBy("spine_id", "cutoff_date").agg(*features).drop("cutoff_date")
 
 
 def encounter_features(spine: DataFrame, encounters: DataFrame) -> DataFrame:
