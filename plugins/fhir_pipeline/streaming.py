@@ -35,6 +35,8 @@ from fhir_pipeline.compute import (
 from fhir_pipeline.config import REPO_ROOT, settings, storage
 
 HEALTHY, NOT_RUNNING, STALLED, LAGGING = "healthy", "not_running", "stalled", "lagging"
+# A process's command line reads empty while it execs; alive() looks again this many times.
+CMDLINE_READS = 20
 
 
 @dataclass(frozen=True)
@@ -134,11 +136,17 @@ class LocalStream:
         pid = self.pid()
         if pid is None:
             return False
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        except FileNotFoundError:
-            return False
-        return b"stream_ingest" in cmdline
+        for _ in range(CMDLINE_READS):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except FileNotFoundError:
+                return False
+            if cmdline:
+                return b"stream_ingest" in cmdline
+            # Empty while the process execs (spark-submit -> spark-class -> java): a CI run
+            # saw a stream that had just started as dead. A zombie stays empty: dead.
+            time.sleep(0.05)
+        return False
 
     def status(self) -> dict | None:
         try:

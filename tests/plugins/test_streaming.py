@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from fhir_pipeline import config, streaming
@@ -99,3 +104,37 @@ def test_gives_up_loudly_after_too_many_restarts_in_an_hour(supervisor):
     # An hour later the old restarts no longer count.
     later = RecordingRunner(alive=False, status=None)
     assert streaming.supervise(NOW + dt.timedelta(minutes=61), later)["action"] == "restarted"
+
+
+def _local_stream(tmp_path, command: list[str]):
+    """A LocalStream whose pid file points at `command`, started here; and the process."""
+    process = subprocess.Popen(command)
+    paths = streaming.StreamPaths(tmp_path)
+    paths.pid_file.write_text(str(process.pid))
+    return streaming.LocalStream(paths), process
+
+
+def test_local_stream_stays_alive_while_it_execs(tmp_path):
+    """spark-submit execs spark-class, which execs java; each exec briefly shows an empty
+    command line. Here 30 nested execs, each carrying the job's name, as the real chain does."""
+    script = (
+        'if [ "$1" -gt 0 ]; then exec bash -c "$0" "$0" $(($1 - 1)) stream_ingest; fi; '
+        f"exec {shlex.quote(sys.executable)} -c 'import time; time.sleep(2)' stream_ingest"
+    )
+    runner, process = _local_stream(tmp_path, ["bash", "-c", script, script, "30", "stream_ingest"])
+    try:
+        seen = [runner.alive() for _ in range(2000)]
+        assert all(seen)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_local_stream_is_dead_once_exited_even_before_it_is_reaped(tmp_path):
+    runner, process = _local_stream(tmp_path, [sys.executable, "-c", "pass", "stream_ingest"])
+    stat = Path(f"/proc/{process.pid}/stat")
+    while stat.read_text().split(") ")[1][0] != "Z":  # exited, not yet waited for: a zombie
+        time.sleep(0.01)
+    assert not runner.alive()
+    process.wait()
+    assert not runner.alive()
