@@ -374,6 +374,28 @@ def test_reruns_and_lookback_reprocessing_change_nothing(spark, version_scenario
         assertDataFrameEqual(read_table(spark, str(lakehouse / "silver" / table)), snapshot[table])
 
 
+def test_first_load_over_two_days_takes_the_newest_version_once(spark, tmp_path):
+    """A first silver run over two bronze days: an older version, and the newer one
+    delivered twice in one day (two files). Only some records apply, so silver has
+    to pick them out of bronze: one row, the newer value."""
+    landing, lakehouse = tmp_path / "landing", tmp_path / "lakehouse"
+    day1, day2 = RUN_DATE, RUN_DATE + dt.timedelta(days=1)
+    newer = _hr("hr-2", 80, updated="2026-11-02T10:00:00Z")
+    _write_day(landing, day1, [_hr("hr-2", 72)])
+    _write_day(landing, day2, [newer])
+    (landing / "daily_extract" / day2.isoformat() / "resend.ndjson").write_text(json.dumps(newer) + "\n")
+    for day in (day1, day2):
+        ingest(spark, landing, lakehouse, day)
+    bronze = read_table(spark, str(lakehouse / "bronze" / "observation_raw"))
+    assert bronze.count() == 3
+
+    summary = normalize(spark, lakehouse, day2, lookback_days=2)
+
+    assert summary["observations_normalized"]["resources_changed"] == 1
+    obs = read_table(spark, str(lakehouse / "silver" / "observations_normalized"))
+    assert [(r.observation_id, r.value_numeric) for r in obs.collect()] == [("hr-2", 80.0)]
+
+
 def test_missing_phi_key_fails_before_any_work(monkeypatch, tmp_path):
     monkeypatch.delenv(phi.KEY_ENV_VAR, raising=False)
     with pytest.raises(phi.MissingPhiKeyError, match="FHIR_PHI_HASH_KEY is not set"):
