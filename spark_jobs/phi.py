@@ -50,7 +50,11 @@ def hasher(key: bytes):
 
     @F.pandas_udf("string")
     def hash_identifier(values: pd.Series) -> pd.Series:
-        return values.map(lambda v: None if v is None or v != v else hmac_hex(key, v))
+        # A batch holds few distinct identifiers (a patient's observations arrive
+        # together): each is hashed once. Nulls find no digest and stay null; an
+        # all-null batch maps to float NaN, hence the cast.
+        digests = {v: hmac_hex(key, v) for v in values.dropna().unique()}
+        return values.map(digests).astype(object)
 
     def apply(column: Column | str) -> Column:
         return hash_identifier(F.col(column) if isinstance(column, str) else column)
