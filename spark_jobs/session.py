@@ -22,7 +22,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JARS_DIR = REPO_ROOT / ".local" / "jars"
 # The JVM class-data-sharing archive `make setup` records (tools/spark_class_archive.py).
 CLASS_ARCHIVE = REPO_ROOT / ".local" / "spark-classes.jsa"
-DRIVER_JAVA_OPTIONS = "-Dlog4j2.level=WARN"
+# The throughput collector: the jobs are batch work on a 2 GiB heap, where G1's
+# concurrent work takes CPU from the two task threads. Measured at 10k patients,
+# 2 pairs each: bronze 66.2 -> 60.5 s, silver 77.6 -> 69.6 s, gold 49.5 -> 44.9 s.
+GC_OPTION = "-XX:+UseParallelGC"
+DRIVER_JAVA_OPTIONS = f"-Dlog4j2.level=WARN {GC_OPTION}"
 
 # Settings that only make sense when we launch the JVM ourselves (local mode).
 LOCAL_DEFAULTS: dict[str, str] = {
