@@ -34,6 +34,8 @@ from pathlib import Path
 
 import psutil
 
+from spark_jobs.session import GC_OPTION
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 CACHE = BENCH / ".cache"
@@ -280,6 +282,8 @@ def pathling_peer(files: list[str], resources: int, work: Path, logs: Path) -> d
             *files,
             "--out",
             str(work / "pathling"),
+            # The collector ours run with (not the class archive: it fits only our jars).
+            f"--driver-java-options={GC_OPTION}",
         ],
         logs,
         env={"JAVA_HOME": str(PATHLING_JAVA_HOME), "PATHLING_JAVA": java, "PYTHONPATH": ""},

@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--input", nargs="+", required=True, help="Observation NDJSON files")
     parser.add_argument("--out", required=True, help="Parquet output folder")
     parser.add_argument("--driver-memory", default="2g")
+    parser.add_argument("--driver-java-options", default="", help="as our drivers get (bench/run.py)")
     args = parser.parse_args()
 
     jars = sorted(glob.glob(str(JARS / "*.jar")))
@@ -47,6 +48,7 @@ def main() -> None:
         SparkSession.builder.appName("bench-pathling-peer")
         .master("local[2]")
         .config("spark.driver.memory", args.driver_memory)
+        .config("spark.driver.extraJavaOptions", args.driver_java_options)
         .config("spark.jars", ",".join(jars))
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.session.timeZone", "UTC")
