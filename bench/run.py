@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psutil
 
-from spark_jobs.session import GC_OPTION
+from spark_jobs.session import JVM_OPTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -282,8 +282,8 @@ def pathling_peer(files: list[str], resources: int, work: Path, logs: Path) -> d
             *files,
             "--out",
             str(work / "pathling"),
-            # The collector ours run with (not the class archive: it fits only our jars).
-            f"--driver-java-options={GC_OPTION}",
+            # The JVM options ours run with (not the class archive: it fits only our jars).
+            f"--driver-java-options={JVM_OPTIONS}",
         ],
         logs,
         env={"JAVA_HOME": str(PATHLING_JAVA_HOME), "PATHLING_JAVA": java, "PYTHONPATH": ""},

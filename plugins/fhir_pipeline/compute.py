@@ -48,13 +48,13 @@ class PermanentJobFailure(Exception):
 
 def spark_submit_conf() -> dict[str, str]:
     """compute.spark_conf, plus, when the config sets no driver JVM options, the
-    collector the jobs are tuned for and the driver's class archive if `make setup`
+    JVM options the jobs are tuned for and the driver's class archive if `make setup`
     recorded one (a driver that cannot find or use the archive starts normally)."""
-    from spark_jobs.session import GC_OPTION, class_archive_option  # pyspark: not at DAG parse time
+    from spark_jobs.session import JVM_OPTIONS, class_archive_option  # pyspark: not at DAG parse time
 
     conf = dict(settings()["compute"]["spark_conf"])
     if "spark.driver.extraJavaOptions" not in conf:
-        conf["spark.driver.extraJavaOptions"] = " ".join(filter(None, [GC_OPTION, class_archive_option()]))
+        conf["spark.driver.extraJavaOptions"] = " ".join(filter(None, [JVM_OPTIONS, class_archive_option()]))
     return conf
 
 

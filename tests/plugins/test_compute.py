@@ -81,9 +81,9 @@ def test_other_failures_stay_retryable(tmp_path):
 
 
 def test_spark_submit_starts_the_driver_from_the_class_archive(tmp_path):
-    """The command the task runs carries compute.spark_conf plus the collector and the
+    """The command the task runs carries compute.spark_conf plus the JVM options and the
     archive `make setup` recorded."""
-    from spark_jobs.session import GC_OPTION, class_archive_option
+    from spark_jobs.session import JVM_OPTIONS, class_archive_option
 
     operator = SparkJobOperator(task_id="bronze_ingest", job="bronze_ingest", job_args=[])
     operator._spark_binary = _fake_spark_submit(tmp_path, exit_code=1)
@@ -92,7 +92,7 @@ def test_spark_submit_starts_the_driver_from_the_class_archive(tmp_path):
     command = operator._hook._build_spark_submit_command(operator.application)
     archive = class_archive_option()
     assert archive is not None, "`make setup` records .local/spark-classes.jsa"
-    assert f"spark.driver.extraJavaOptions={GC_OPTION} {archive}" in command
+    assert f"spark.driver.extraJavaOptions={JVM_OPTIONS} {archive}" in command
     for key, value in config.settings()["compute"]["spark_conf"].items():
         assert f"{key}={value}" in command
 

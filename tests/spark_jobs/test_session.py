@@ -11,7 +11,7 @@ from pathlib import Path
 from delta.tables import DeltaTable
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs.session import CLASS_ARCHIVE, GC_OPTION, class_archive_option, delta_jars
+from spark_jobs.session import CLASS_ARCHIVE, JVM_OPTIONS, class_archive_option, delta_jars
 
 
 def test_session_has_project_defaults(spark):
@@ -21,7 +21,7 @@ def test_session_has_project_defaults(spark):
     assert spark.conf.get("spark.sql.shuffle.partitions") == "4"
     assert "DeltaSparkSessionExtension" in conf.get("spark.sql.extensions")
     runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
-    assert GC_OPTION in runtime.getInputArguments()
+    assert set(JVM_OPTIONS.split()) <= set(runtime.getInputArguments())
 
 
 def test_delta_jars_are_local_files_so_startup_needs_no_network(spark):
@@ -120,7 +120,7 @@ def test_drivers_map_the_class_archive_setup_recorded(tmp_path):
     a JVM that cannot (archive from another JDK or other jars) fail instead of
     silently starting without it."""
     assert CLASS_ARCHIVE.is_file(), "`make setup` records .local/spark-classes.jsa"
-    options = f"{GC_OPTION} {class_archive_option()} -Xshare:on"
+    options = f"{JVM_OPTIONS} {class_archive_option()} -Xshare:on"
     probe = textwrap.dedent(
         f"""
         import sys
@@ -157,4 +157,4 @@ def test_drivers_map_the_class_archive_setup_recorded(tmp_path):
         (args,) = [line for line in lines if line.startswith("ARGS=")]
         assert f"-XX:SharedArchiveFile={CLASS_ARCHIVE}" in args.split("|"), name
         assert "-Xshare:on" in args.split("|"), name
-        assert GC_OPTION in args.split("|"), name
+        assert set(JVM_OPTIONS.split()) <= set(args.split("|")), name
