@@ -177,23 +177,23 @@ def source_columns() -> list[Column]:
 # --- Observations -----------------------------------------------
 
 
+MEASUREMENT_FIELDS = (
+    "valueQuantity",
+    "valueCodeableConcept",
+    "valueString",
+    "valueBoolean",
+    "valueInteger",
+    "dataAbsentReason",
+    "interpretation",
+    "referenceRange",
+)
+
+
 def _measurement(code: Column, value_source: Column, index: Column) -> Column:
     return F.struct(
         index.alias("component_index"),
         code["coding"].alias("codings"),
-        *[
-            value_source[f].alias(f)
-            for f in (
-                "valueQuantity",
-                "valueCodeableConcept",
-                "valueString",
-                "valueBoolean",
-                "valueInteger",
-                "dataAbsentReason",
-                "interpretation",
-                "referenceRange",
-            )
-        ],
+        *[value_source[f].alias(f) for f in MEASUREMENT_FIELDS],
     )
 
 
@@ -247,10 +247,30 @@ def normalize_observations(
     default range.
     """
     r = F.col("r")
-    has_main = _has_value(r) | (F.size(F.coalesce(r["component"], F.array())) == 0)
-    exploded = explode_measurements(
-        parsed, r, has_main, lambda source, index: _measurement(source["code"], source, index)
+    effective = fhir_timestamp(
+        F.coalesce(r["effectiveDateTime"], r["effectiveInstant"], r["effectivePeriod"]["start"])
     )
+    # The resource-level columns come out of the parsed struct before the explode: the
+    # rows that the explode, the measure join and the hashing (whose input rows Spark
+    # buffers for Python) move then hold a few columns and the measurement fields, not
+    # every parsed field.
+    observations = parsed.select(
+        *[c for c in parsed.columns if c != "r"],
+        reference_id(r["encounter"]["reference"], "Encounter").alias("encounter_id"),
+        r["status"].alias("status"),
+        first_coding(first(r["category"]))["code"].alias("category"),
+        first_coding(r["code"])["code"].alias("panel_code"),
+        F.coalesce(effective, fhir_timestamp(r["issued"])).alias("observation_ts"),
+        fhir_timestamp(r["issued"]).alias("issued_ts"),
+        F.struct(*[r[f].alias(f) for f in ("code", "component", *MEASUREMENT_FIELDS)]).alias("_measured"),
+        # with_quality reads the parse error from r.
+        F.struct(r[fhir_schemas.CORRUPT_RECORD].alias(fhir_schemas.CORRUPT_RECORD)).alias("r"),
+    )
+    measured = F.col("_measured")
+    has_main = _has_value(measured) | (F.size(F.coalesce(measured["component"], F.array())) == 0)
+    exploded = explode_measurements(
+        observations, measured, has_main, lambda source, index: _measurement(source["code"], source, index)
+    ).drop("_measured")
 
     m = F.col("m")
     loinc = coding_in(m["codings"], LOINC)
@@ -312,21 +332,16 @@ def normalize_observations(
         .when(range_known & has_resource_range, "reference_range")
         .when(range_known, "default_range")
     )
-    effective = fhir_timestamp(
-        F.coalesce(r["effectiveDateTime"], r["effectiveInstant"], r["effectivePeriod"]["start"])
-    )
-    observation_ts = F.coalesce(effective, fhir_timestamp(r["issued"]))
-
     result = rows.select(
         F.concat_ws("#", F.col("resource_id"), m["component_index"].cast("string")).alias("measurement_id"),
         F.col("resource_id").alias("observation_id"),
         m["component_index"].alias("component_index"),
         hash_id(F.col("patient_id")).alias("patient_id_hashed"),
-        reference_id(r["encounter"]["reference"], "Encounter").alias("encounter_id"),
-        r["status"].alias("status"),
-        (r["status"] == "entered-in-error").alias("is_entered_in_error"),
-        first_coding(first(r["category"]))["code"].alias("category"),
-        first_coding(r["code"])["code"].alias("panel_code"),
+        F.col("encounter_id"),
+        F.col("status"),
+        (F.col("status") == "entered-in-error").alias("is_entered_in_error"),
+        F.col("category"),
+        F.col("panel_code"),
         F.coalesce(loinc["system"], first_code["system"]).alias("code_system"),
         F.coalesce(loinc["code"], first_code["code"]).alias("code"),
         F.coalesce(loinc["display"], first_code["display"]).alias("code_display"),
@@ -355,9 +370,9 @@ def normalize_observations(
         severity.alias("abnormal_severity"),
         F.when(severity.isNotNull(), severity.isin("ABNORMAL", "CRITICAL")).alias("is_abnormal"),
         flag_source.alias("abnormal_flag_source"),
-        observation_ts.alias("observation_ts"),
-        F.to_date(observation_ts).alias("observation_date"),
-        fhir_timestamp(r["issued"]).alias("issued_ts"),
+        F.col("observation_ts"),
+        F.to_date("observation_ts").alias("observation_date"),
+        F.col("issued_ts"),
         *source_columns(),
         F.col("r"),
         F.col("patient_id"),

@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -108,6 +109,26 @@ def test_blood_pressure_panel_gives_one_measurement_per_component(spark, hl7_exa
         ),
     ]
     assertDataFrameEqual(rows, spark.createDataFrame(expected, rows.schema))
+
+
+def test_observation_normalize_runs_as_compiled_whole_stages(spark, hl7_examples):
+    """Spark interprets, row by row, any operator whose rows hold more than
+    spark.sql.codegen.maxFields (100) nested fields: the parsed Observation must stay
+    narrow enough for the patient join, and its measurements for the explode."""
+    bp = json.loads((hl7_examples / "Observation-blood-pressure.json").read_text())
+    bundle = {"bundle_id": "b1", "source_file": "daily_extract/x/bundle.json"}
+    patient = {"resource": {"resourceType": "Patient", "id": "example"}, "full_url": "urn:uuid:p", **bundle}
+    rows = observations(spark, [{"resource": bp, **bundle}], patients=[patient])
+    rows.collect()
+    plan = rows._jdf.queryExecution().executedPlan().toString()
+    final_plan = plan.split("== Final Plan ==")[1].split("== Initial Plan ==")[0]
+    # "*(n)" marks an operator compiled into whole-stage code n.
+    compiled = re.findall(r"\*\(\d+\) (Generate explode|BroadcastHashJoin \[\w+)", final_plan)
+    assert sorted(compiled) == [
+        "BroadcastHashJoin [_patient_ref",
+        "BroadcastHashJoin [loinc_code",
+        "Generate explode",
+    ], plan
 
 
 def test_measurements_codings_and_quality_issues_on_edge_cases(spark):
