@@ -26,6 +26,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -37,6 +38,7 @@ from spark_jobs.lakehouse import (
     configure_logging,
     overwrite_slice,
     read_table,
+    run_concurrently,
     run_job,
     table_exists,
     table_path,
@@ -54,6 +56,17 @@ TYPED_RAW_TABLES = {
     "patient_raw": "Patient",
     "encounter_raw": "Encounter",
     "condition_raw": "Condition",
+}
+
+# Data skipping statistics only on the columns audits filter by: collecting them on
+# the raw JSON text copies every record once more and never skips a file (the fhir_raw
+# write at 10k patients, warm: 5.7 -> 4.6 s without any statistics).
+RAW_STATS_COLUMNS = ("resource_id", "version_id", "last_updated_ts", "ingested_at", "run_id", "ingest_mode")
+QUARANTINE_STATS_COLUMNS = ("reason", "source_file", "line_number", "ingested_at", "run_id", "ingest_mode")
+STATS_COLUMNS = {
+    "fhir_raw": RAW_STATS_COLUMNS,
+    "quarantine": QUARANTINE_STATS_COLUMNS,
+    **{table: RAW_STATS_COLUMNS for table in TYPED_RAW_TABLES},
 }
 
 # How a record reached bronze: a daily batch load or the stream (stream_ingest).
@@ -222,7 +235,7 @@ def lines_to_documents(lines: DataFrame) -> DataFrame:
 def classified_records(documents: DataFrame) -> DataFrame:
     """Documents -> one record per resource or Bundle entry, with its identity or its
     quarantine reason. Row by row only, so it also applies to a streaming frame."""
-    return classify(expand_bundles(with_envelope(documents)), list(codesets.resource_types()))
+    return classify(expand_bundles(documents), list(codesets.resource_types()))
 
 
 def bronze_records(
@@ -291,12 +304,19 @@ def _split_bundle_udf(text):
 
 
 def expand_bundles(documents: DataFrame) -> DataFrame:
-    """Replace each good Bundle document by its entries (one record per entry).
+    """Parse each document's envelope and replace each good Bundle by its entries
+    (one record per entry).
 
     Non-bundle documents pass through with null bundle columns. An entry's
     record text is its resource's exact JSON text.
     """
     is_bundle = F.col("reason").isNull() & (F.col("env.resourceType") == "Bundle")
+    # The entries branch reads the documents a second time. Only a text holding
+    # "Bundle", or a \u escape that could spell it, can be a Bundle: a byte search
+    # spares that branch the JSON parse of every other record (classifying 10k
+    # patients' records, warm: 11.1 -> 9.4 s, 2 pairs).
+    text = F.col("text")
+    may_be_bundle = text.contains("Bundle") | text.contains("\\u")
     bundle_columns = {
         "bundle_id": F.lit(None).cast("string"),
         "bundle_type": F.lit(None).cast("string"),
@@ -307,9 +327,10 @@ def expand_bundles(documents: DataFrame) -> DataFrame:
         "request_url": F.lit(None).cast("string"),
         "entry_error": F.lit(None).cast("string"),
     }
-    singles = documents.filter(~is_bundle | is_bundle.isNull()).withColumns(bundle_columns)
+    singles = with_envelope(documents).filter(~is_bundle | is_bundle.isNull()).withColumns(bundle_columns)
     entries = (
-        documents.filter(is_bundle)
+        with_envelope(documents.filter(may_be_bundle))
+        .filter(is_bundle)
         .select(
             "source_file",
             "line_number",
@@ -470,6 +491,20 @@ def to_fhir_raw(records: DataFrame) -> DataFrame:
     )
 
 
+def bronze_tables(records: DataFrame) -> dict[str, tuple[DataFrame, list[str]]]:
+    """The bronze tables bronze_records are cut into, except ingest_runs:
+    name -> (rows, partition columns)."""
+    fhir_raw = to_fhir_raw(records)
+    tables = {
+        "fhir_raw": (fhir_raw, ["resource_type", "ingestion_date"]),
+        "quarantine": (to_quarantine(records), ["ingestion_date"]),
+    }
+    for table, resource_type in TYPED_RAW_TABLES.items():
+        typed = fhir_raw.filter(F.col("resource_type") == resource_type).drop("resource_type")
+        tables[table] = (typed, ["ingestion_date"])
+    return tables
+
+
 def to_quarantine(records: DataFrame) -> DataFrame:
     bad = records.filter(F.col("reason").isNotNull())
     return bad.select(
@@ -565,26 +600,25 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
         records_read = records.count()
         # The batch load of a date owns that date's batch rows; streamed rows stay.
         slice_condition = f"ingestion_date = '{args.run_date.isoformat()}' AND ingest_mode = '{BATCH}'"
-        overwrite_slice(
-            to_fhir_raw(records),
-            paths["fhir_raw"],
-            slice_condition,
-            ["resource_type", "ingestion_date"],
+        # Every table is cut from the cached records, all at once. Bulk exports land
+        # one resource type per file, so the cached rows are already grouped by type:
+        # each task writes its rows where they are, without a shuffle.
+        run_concurrently(
+            {
+                table: partial(
+                    overwrite_slice,
+                    rows,
+                    paths[table],
+                    slice_condition,
+                    partition_by,
+                    rebalance=False,
+                    stats_columns=STATS_COLUMNS[table],
+                )
+                for table, (rows, partition_by) in bronze_tables(records).items()
+            }
         )
-        overwrite_slice(to_quarantine(records), paths["quarantine"], slice_condition, ["ingestion_date"])
     finally:
         records.unpersist()
-
-    fhir_raw_today = read_table(spark, paths["fhir_raw"]).filter(
-        (F.col("ingestion_date") == F.lit(args.run_date)) & (F.col("ingest_mode") == BATCH)
-    )
-    for table, resource_type in TYPED_RAW_TABLES.items():
-        overwrite_slice(
-            fhir_raw_today.filter(F.col("resource_type") == resource_type).drop("resource_type"),
-            paths[table],
-            slice_condition,
-            ["ingestion_date"],
-        )
 
     counts = _counts(spark, paths, args.run_date)
     if counts["read"] != records_read:
@@ -671,7 +705,10 @@ def _append_run_log(spark, path, args, run_id, started, fingerprint, files, coun
 def main(argv: list[str] | None = None) -> dict:
     configure_logging()
     args = parse_args(argv)
-    spark = build_spark_session("fhir-bronze-ingest")
+    # A bronze write task holds the rows of a type or a few (see run()): with a writer
+    # open per partition value it skips sorting its rows by value first (at 10k
+    # patients, one pair: 48.2 -> 45.3 s).
+    spark = build_spark_session("fhir-bronze-ingest", {"spark.sql.maxConcurrentOutputFileWriters": "8"})
     return run(spark, args)
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -19,6 +21,11 @@ from pyspark.sql import functions as F
 LAYERS = ("bronze", "silver", "gold")
 
 log = logging.getLogger("fhir_lakehouse")
+
+T = TypeVar("T")
+
+# The table property naming the columns Delta keeps min/max statistics on.
+STATS_COLUMNS_PROPERTY = "delta.dataSkippingStatsColumns"
 
 # Exit status of a job whose failure a retry cannot fix (bad input or configuration);
 # argparse uses the same status for bad arguments. The orchestrator fails such
@@ -97,7 +104,7 @@ def create_table(
         # the first 32 columns by default; statistics on those columns are what skipping uses.
         spark.sql(
             f"CREATE TABLE delta.`{location}` USING delta CLUSTER BY ({columns}) "
-            f"TBLPROPERTIES ('delta.dataSkippingStatsColumns' = '{','.join(cluster_by)}') "
+            f"TBLPROPERTIES ('{STATS_COLUMNS_PROPERTY}' = '{','.join(cluster_by)}') "
             "AS SELECT * FROM {rows}",
             rows=df,
         )
@@ -110,20 +117,41 @@ def overwrite_slice(
     path: str,
     slice_condition: str,
     partition_by: Sequence[str] = (),
+    *,
+    rebalance: bool = True,
+    stats_columns: Sequence[str] = (),
 ) -> None:
     """Atomically replace the rows matching `slice_condition` with `df`.
 
     Creates the table on first write. Rows of `df` must all satisfy the
     condition (Delta enforces it), so other slices are never touched.
+    - `rebalance=False` skips `partitioned()`'s shuffle, for rows that are
+      already grouped by partition value where they are;
+    - `stats_columns`, when given, are the only columns a table created here
+      keeps data skipping statistics on (Delta's default: the first 32).
     """
-    (
-        partitioned(df, partition_by)
-        .write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", slice_condition)
-        .partitionBy(*partition_by)
-        .save(path)
-    )
+    writer = (partitioned(df, partition_by) if rebalance else df).write.format("delta")
+    if stats_columns:
+        writer = writer.option(STATS_COLUMNS_PROPERTY, ",".join(stats_columns))
+    writer.mode("overwrite").option("replaceWhere", slice_condition).partitionBy(*partition_by).save(path)
+
+
+def run_concurrently(actions: Mapping[str, Callable[[], T]], max_workers: int = 3) -> dict[str, T]:
+    """Run independent Spark actions (such as writes to different tables) from a few
+    driver threads, and return their results by name.
+
+    Spark runs their jobs side by side, so the cores one write leaves idle (its
+    small stages, its Delta commit) serve another. Every action runs to its end;
+    then the first failure, if any, is raised and the others are logged.
+    """
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="spark-action") as pool:
+        futures = {name: pool.submit(action) for name, action in actions.items()}
+    failures = [(name, future.exception()) for name, future in futures.items() if future.exception()]
+    for name, error in failures[1:]:
+        log.error("%s failed too: %s", name, error)
+    if failures:
+        raise failures[0][1]
+    return {name: future.result() for name, future in futures.items()}
 
 
 def last_commit_metrics(spark: SparkSession, path: str) -> dict:

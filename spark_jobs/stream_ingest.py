@@ -43,16 +43,23 @@ from pyspark.sql.streaming import StreamingQueryListener
 
 from spark_jobs.bronze_ingest import (
     RUN_LOG_SCHEMA,
+    STATS_COLUMNS,
     STREAM,
     TYPED_RAW_TABLES,
     bronze_records,
+    bronze_tables,
     classified_records,
     hadoop_uri,
     lines_to_documents,
-    to_fhir_raw,
-    to_quarantine,
 )
-from spark_jobs.lakehouse import PermanentJobError, configure_logging, run_job, table_exists, table_path
+from spark_jobs.lakehouse import (
+    STATS_COLUMNS_PROPERTY,
+    PermanentJobError,
+    configure_logging,
+    run_job,
+    table_exists,
+    table_path,
+)
 from spark_jobs.session import build_spark_session
 
 log = logging.getLogger("fhir_lakehouse.stream")
@@ -120,19 +127,6 @@ def kafka_lines(spark: SparkSession, args: argparse.Namespace) -> DataFrame:
 # --- One micro-batch ----------------------------------------------------------------
 
 
-def batch_tables(records: DataFrame) -> dict[str, tuple[DataFrame, list[str]]]:
-    """The bronze tables a micro-batch appends to, except ingest_runs: name -> (rows, partitions)."""
-    fhir_raw = to_fhir_raw(records)
-    tables = {
-        "fhir_raw": (fhir_raw, ["resource_type", "ingestion_date"]),
-        "quarantine": (to_quarantine(records), ["ingestion_date"]),
-    }
-    for table, resource_type in TYPED_RAW_TABLES.items():
-        typed = fhir_raw.filter(F.col("resource_type") == resource_type).drop("resource_type")
-        tables[table] = (typed, ["ingestion_date"])
-    return tables
-
-
 def stream_records(lines: DataFrame) -> DataFrame:
     """Source lines -> classified records (spark_jobs.bronze_ingest). start() applies it
     once to the streaming frame: rebuilding this plan in every micro-batch took
@@ -146,13 +140,16 @@ def prepare_tables(spark: SparkSession, lakehouse: str) -> None:
     tables it has rows for, and silver reads every typed table from the start."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     no_lines = spark.createDataFrame([], "value string, source_file string")
-    tables = batch_tables(bronze_records(stream_records(no_lines), now.date(), "create", now, STREAM))
+    tables = bronze_tables(bronze_records(stream_records(no_lines), now.date(), "create", now, STREAM))
     tables["ingest_runs"] = (spark.createDataFrame([], RUN_LOG_SCHEMA), [])
     interval = str(STREAM_CHECKPOINT_INTERVAL)
     for table, (rows, partition_by) in tables.items():
         path = table_path(lakehouse, "bronze", table)
         if not table_exists(spark, path):
-            _append(rows, path, partition_by, {CHECKPOINT_INTERVAL: interval})
+            properties = {CHECKPOINT_INTERVAL: interval}
+            if table in STATS_COLUMNS:
+                properties[STATS_COLUMNS_PROPERTY] = ",".join(STATS_COLUMNS[table])
+            _append(rows, path, partition_by, properties)
         elif DeltaTable.forPath(spark, path).detail().first().properties.get(CHECKPOINT_INTERVAL) != interval:
             spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{CHECKPOINT_INTERVAL}' = {interval})")
 
@@ -172,7 +169,7 @@ def write_batch(records: DataFrame, batch_id: int, lakehouse: str, query_name: s
     loaded = bronze_records(records, now.date(), run_id, now, STREAM).persist()
     once = {"txnAppId": query_name, "txnVersion": batch_id}
     try:
-        tables = batch_tables(loaded)
+        tables = bronze_tables(loaded)
         fhir_raw, fhir_raw_partitions = tables.pop("fhir_raw")
         _append(fhir_raw, table_path(lakehouse, "bronze", "fhir_raw"), fhir_raw_partitions, once)
         counts = loaded.groupBy("resource_type", "reason").count().collect()

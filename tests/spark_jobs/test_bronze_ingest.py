@@ -10,12 +10,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from spark_jobs import bronze_ingest
 from spark_jobs.bronze_ingest import LandingError
-from spark_jobs.lakehouse import read_table
+from spark_jobs.lakehouse import STATS_COLUMNS_PROPERTY, read_table
 from spark_jobs.session import configure_azure_storage
 from tests.lakehouse_helpers import RUN_DATE, ingest
 
@@ -109,6 +110,55 @@ def test_bundle_entries_get_identity_from_request_and_full_url(spark, samples_la
     assert tombstone.resource_json is None
     versions = fhir_raw.filter(F.col("resource_id") == "45").select("version_id").collect()
     assert sorted(r.version_id for r in versions) == ["1", "2"]
+
+
+def test_a_bundle_line_in_ndjson_is_expanded_even_with_its_type_escaped(spark, tmp_path):
+    """The entries branch only parses texts that can name a Bundle: plain or \\u-escaped."""
+    folder = tmp_path / "landing" / "daily_extract" / RUN_DATE.isoformat()
+    folder.mkdir(parents=True)
+
+    def transaction(resource_type_json: str, patient_id: str) -> str:
+        entry = {
+            "fullUrl": f"urn:uuid:{patient_id}",
+            "resource": {"resourceType": "Patient", "id": patient_id},
+            "request": {"method": "PUT", "url": f"Patient/{patient_id}"},
+        }
+        rest = json.dumps({"type": "transaction", "entry": [entry]})
+        return f'{{"resourceType": {resource_type_json}, {rest[1:]}'
+
+    lines = [
+        transaction('"Bundle"', "plain-1"),
+        transaction('"\\u0042undle"', "escaped-1"),  # JSON for "Bundle", spelled with an escape
+        json.dumps({"resourceType": "Patient", "id": "single-1"}),
+    ]
+    (folder / "mixed.ndjson").write_text("\n".join(lines) + "\n")
+
+    counts = ingest(spark, tmp_path / "landing", tmp_path / "lakehouse")
+
+    fhir_raw = read_table(spark, str(tmp_path / "lakehouse" / "bronze" / "fhir_raw"))
+    rows = {(r.resource_type, r.resource_id, r.bundle_type) for r in fhir_raw.collect()}
+    assert rows == {
+        ("Patient", "plain-1", "transaction"),
+        ("Patient", "escaped-1", "transaction"),
+        ("Patient", "single-1", None),
+    }
+    assert (counts["read"], counts["quarantined"]) == (3, 0)
+
+
+def test_bronze_tables_keep_statistics_only_on_audit_columns(spark, samples_lakehouse):
+    _, lakehouse, _ = samples_lakehouse
+    for table in ["fhir_raw", "observation_raw", "quarantine"]:
+        path = lakehouse / "bronze" / table
+        expected = set(bronze_ingest.STATS_COLUMNS[table])
+        properties = DeltaTable.forPath(spark, str(path)).detail().first().properties
+        assert set(properties[STATS_COLUMNS_PROPERTY].split(",")) == expected
+        for commit in sorted((path / "_delta_log").glob("*.json")):
+            for line in commit.read_text().splitlines():
+                add = json.loads(line).get("add")
+                if add and add.get("stats"):
+                    stats = json.loads(add["stats"])
+                    assert stats["numRecords"] > 0
+                    assert set(stats.get("nullCount", {})) <= expected  # never resource_json or raw_text
 
 
 def test_rerun_is_a_no_op_and_forced_rerun_rewrites_the_same_rows(spark, samples_lakehouse):
