@@ -828,18 +828,18 @@ def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
         else spark.createDataFrame([], "resource_key string, resource_type string, version_order string")
     )
     job = SilverRun(
-        spark,
-        args,
-        bronze,
-        hash_id,
-        urn_map,
-        measures,
-        severities,
-        restricted,
-        replacement,
-        tombstones,
-        tombstones_path,
-        threading.Lock(),
+        spark=spark,
+        args=args,
+        bronze=bronze,
+        hash_id=hash_id,
+        urn_map=urn_map,
+        measures=measures,
+        severities=severities,
+        restricted=restricted,
+        replacement=replacement,
+        tombstones=tombstones,
+        tombstones_path=tombstones_path,
+        tombstones_lock=threading.Lock(),
     )
 
     # The small tables are normalized two at a time: one table's short jobs, planning
