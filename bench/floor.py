@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs import fhir_schemas
 from spark_jobs.session import build_spark_session
-from spark_jobs.silver_normalize import explode_measurements, first, first_coding
+from spark_jobs.silver_normalize import explode_measurements, first, first_coding, own_measurement
 
 
 def _first_code(concept: Column, field: str) -> Column:
@@ -42,7 +42,9 @@ def _measurement(source: Column) -> Column:
 def flatten_observations(observations: DataFrame) -> DataFrame:
     """Parsed Observation resources -> the benchmark view's rows."""
     o = F.col("o")
-    measurements = explode_measurements(observations, o, F.lit(True), lambda source, _: _measurement(source))
+    measurements = explode_measurements(
+        observations, own_measurement(o), o["component"], F.lit(True), lambda source, _: _measurement(source)
+    )
     return measurements.select(
         o["id"].alias("observation_id"),
         o["status"].alias("status"),

@@ -145,13 +145,10 @@ def test_measurements_codings_and_quality_issues_on_edge_cases(spark):
         "id string, has_value boolean, codings array<struct<system:string,code:string>>, "
         "component array<array<struct<system:string,code:string>>>",
     )
-    r = F.struct(
-        F.col("codings").alias("codings"),
-        F.transform("component", lambda c: F.struct(c.alias("codings"))).alias("component"),
-    )
     exploded = silver_normalize.explode_measurements(
-        resources.withColumn("r", r),
-        F.col("r"),
+        resources,
+        F.struct(F.col("codings").alias("codings")),
+        F.transform("component", lambda c: F.struct(c.alias("codings"))),
         F.col("has_value"),
         lambda source, index: F.struct(index.alias("index"), source["codings"].alias("codings")),
     )
