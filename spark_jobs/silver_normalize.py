@@ -34,6 +34,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial, reduce
@@ -681,6 +682,23 @@ def select_changes(versions: DataFrame, tombstones: DataFrame, current: DataFram
 CHANGE_COLUMNS = ("resource_key", "version_order", "is_delete", "content_hash")
 
 
+def first_load_summary(keys: DataFrame) -> DataFrame:
+    """One row over a first load's keys (CHANGE_COLUMNS): `most_records` of any one
+    resource (null when there are none), `resources`, and `deletes` among them.
+
+    When no resource has two records, every record applies: there is no silver
+    row or tombstone to compare with, and no other version to prefer.
+    """
+    per_resource = keys.groupBy("resource_key").agg(
+        F.count("*").alias("records"), F.max("is_delete").alias("is_delete")
+    )
+    return per_resource.agg(
+        F.max("records").alias("most_records"),
+        F.count("*").alias("resources"),
+        F.count_if("is_delete").alias("deletes"),
+    )
+
+
 def records_of(versions: DataFrame, changes: DataFrame) -> DataFrame:
     """The bronze records (JSON included) of the versions `select_changes` chose.
 
@@ -900,8 +918,9 @@ def normalize_table(job: SilverRun, table: SilverTable) -> dict | None:
     spark, args, bronze = job.spark, job.args, job.bronze
     started = time.perf_counter()
     path = table_path(args.lakehouse, "silver", table.name)
+    first_load = not table_exists(spark, path)
     current = _current_versions(spark, path, table)
-    new_rows, changes = [], []
+    new_rows, changes, persisted, counts = [], [], [], Counter()
     for resource_type in table.resource_types:
         if resource_type not in bronze:
             continue
@@ -912,19 +931,30 @@ def normalize_table(job: SilverRun, table: SilverTable) -> dict | None:
         # Which records to apply is decided on their keys alone: the resource JSON
         # (at 10k patients 785k Observations, 170 MB compressed) is neither shuffled
         # nor cached, only read by the normalize.
-        changed = (
-            select_changes(
-                versions.select(*CHANGE_COLUMNS),
-                job.tombstones.filter(F.col("resource_type") == resource_type),
-                current,
+        keys = versions.select(*CHANGE_COLUMNS)
+        tombstones = job.tombstones.filter(F.col("resource_type") == resource_type)
+        once = first_load_summary(keys).first() if first_load and tombstones.isEmpty() else None
+        if once is not None and (once.most_records or 0) <= 1:
+            # A first load that holds each resource once: every record applies. One
+            # aggregation over the keys says so, instead of select_changes' sort and joins
+            # (at 10k patients the silver job took 61.8 -> 53.1 s, its Observation table
+            # 25.0 -> 21.3 s, 2 pairs).
+            changed = keys.withColumn("resource_type", F.lit(resource_type))
+            counts.update({False: once.resources - once.deletes, True: once.deletes})
+            every_record_applies = True
+        else:
+            changed = (
+                select_changes(keys, tombstones, current)
+                .withColumn("resource_type", F.lit(resource_type))
+                .persist(StorageLevel.DISK_ONLY)
             )
-            .withColumn("resource_type", F.lit(resource_type))
-            .persist(StorageLevel.DISK_ONLY)
-        )
+            persisted.append(changed)
+            by_kind = {r.is_delete: r["count"] for r in changed.groupBy("is_delete").count().collect()}
+            counts.update(by_kind)
+            # When every record is its resource's only version and applies (a day of new
+            # versions), there is nothing to pick out of bronze.
+            every_record_applies = sum(by_kind.values()) == versions.count()
         changes.append(changed)
-        # When every record is its resource's only version and applies (a first load,
-        # a day of new versions), there is nothing to pick out of bronze.
-        every_record_applies = changed.count() == versions.count()
         records = versions if every_record_applies else records_of(versions, changed)
         live = parse_resources(records.filter(~F.col("is_delete")), resource_type)
         new_rows.append(
@@ -942,8 +972,8 @@ def normalize_table(job: SilverRun, table: SilverTable) -> dict | None:
     if not changes:
         return None
     all_changes = reduce(DataFrame.unionByName, changes)
-    counts = {r.is_delete: r["count"] for r in all_changes.groupBy("is_delete").count().collect()}
-    if counts or not table_exists(spark, path):  # an empty first run still creates the table
+    counts = +counts  # only kinds of change that occurred
+    if counts or first_load:  # an empty first run still creates the table
         replace_resource_rows(
             spark,
             path,
@@ -973,7 +1003,7 @@ def normalize_table(job: SilverRun, table: SilverTable) -> dict | None:
         **(last_commit_metrics(spark, path) if counts else {}),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    for changed in changes:
+    for changed in persisted:
         changed.unpersist()
     log.info(
         "Silver %s for %s (lookback %d): %s",

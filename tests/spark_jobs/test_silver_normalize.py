@@ -414,6 +414,54 @@ def test_first_load_over_two_days_takes_the_newest_version_once(spark, tmp_path)
     assert [(r.observation_id, r.value_numeric) for r in obs.collect()] == [("hr-2", 80.0)]
 
 
+def test_first_load_summary_counts_resources_deletes_and_repeats(spark):
+    schema = "resource_key string, version_order string, is_delete boolean, content_hash string"
+    once_each = spark.createDataFrame(
+        [("a", "1", False, "h1"), ("b", "1", True, "h2"), ("c", "1", False, "h3")], schema
+    )
+    assertDataFrameEqual(
+        silver_normalize.first_load_summary(once_each),
+        spark.createDataFrame([(1, 3, 1)], "most_records bigint, resources bigint, deletes bigint"),
+    )
+    # "a" twice (an update and its delete): one resource, which counts as deleted.
+    repeated = once_each.union(spark.createDataFrame([("a", "2", True, "h4")], schema))
+    [row] = silver_normalize.first_load_summary(repeated).collect()
+    assert (row.most_records, row.resources, row.deletes) == (2, 3, 2)
+    [empty] = silver_normalize.first_load_summary(once_each.limit(0)).collect()
+    assert (empty.most_records, empty.resources, empty.deletes) == (None, 0, 0)
+
+
+def test_first_load_with_a_delete_records_its_tombstone(spark, tmp_path, monkeypatch):
+    """A first load where each resource appears once, one of them a delete: every
+    record applies without select_changes, and the delete still leaves a tombstone."""
+    landing, lakehouse = tmp_path / "landing", tmp_path / "lakehouse"
+    _write_day(
+        landing,
+        RUN_DATE,
+        [{"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1970-01-01"}],
+        bundle={
+            "resourceType": "Bundle",
+            "id": "tx-2",
+            "type": "transaction",
+            "entry": [{"request": {"method": "DELETE", "url": "Patient/p3"}}],
+        },
+    )
+    ingest(spark, landing, lakehouse, RUN_DATE)
+
+    def not_needed(*_):
+        raise AssertionError("a first load of resources seen once needs no select_changes")
+
+    monkeypatch.setattr(silver_normalize, "select_changes", not_needed)
+    summary = normalize(spark, lakehouse, RUN_DATE)
+
+    assert summary["patients_normalized"]["resources_changed"] == 1
+    assert summary["patients_normalized"]["resources_deleted"] == 1
+    patients = read_table(spark, str(lakehouse / "silver" / "patients_normalized")).collect()
+    assert [p.patient_id_hashed for p in patients] == [hashed("p1")]
+    tombstones = read_table(spark, str(lakehouse / "silver" / "resource_tombstones")).collect()
+    assert [(t.resource_type, t.resource_key) for t in tombstones] == [("Patient", hashed("p3"))]
+
+
 def test_missing_phi_key_fails_before_any_work(monkeypatch, tmp_path):
     monkeypatch.delenv(phi.KEY_ENV_VAR, raising=False)
     with pytest.raises(phi.MissingPhiKeyError, match="FHIR_PHI_HASH_KEY is not set"):
