@@ -145,6 +145,26 @@ def test_a_bundle_line_in_ndjson_is_expanded_even_with_its_type_escaped(spark, t
     assert (counts["read"], counts["quarantined"]) == (3, 0)
 
 
+def test_each_plan_branch_parses_the_envelope_once(spark, tmp_path):
+    """The optimizer may inline the parsed envelope into every expression that reads
+    it: removing one branch of with_envelope's reason once made the plan parse each
+    record's JSON up to 53 times instead of 7, and bronze 49 -> 70 s at 10k patients.
+
+    7 = one parse per input kind (NDJSON lines, whole .json files) in the plain
+    branch, two per input kind in the Bundle branch (its byte-search filter and
+    its projection), one for the Bundle entries."""
+    folder = tmp_path / "daily_extract" / RUN_DATE.isoformat()
+    folder.mkdir(parents=True)
+    (folder / "patients.ndjson").write_text(json.dumps({"resourceType": "Patient", "id": "p1"}) + "\n")
+    (folder / "bundle.json").write_text(json.dumps({"resourceType": "Bundle", "type": "batch", "entry": []}))
+    files = bronze_ingest.list_landing_files(spark, str(folder))
+    records = bronze_ingest.classified_records(bronze_ingest.read_documents(spark, files))
+
+    plan = records._jdf.queryExecution().executedPlan().toString()
+
+    assert plan.count("from_json(") == 7, plan
+
+
 def test_bronze_tables_keep_statistics_only_on_audit_columns(spark, samples_lakehouse):
     _, lakehouse, _ = samples_lakehouse
     for table in ["fhir_raw", "observation_raw", "quarantine"]:
