@@ -67,6 +67,10 @@ SESSION_DEFAULTS: dict[str, str] = {
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
     # MERGE clusters its output by partition value, as partitioned() does for writes.
     "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "true",
+    # Timestamps as Parquet INT64 microseconds, not the legacy INT96 (Julian day +
+    # nanoseconds, dictionary-encoded as 12-byte arrays): writing silver's 851k
+    # Observation rows took 4.3 -> 3.4 s (median of 6, 2 processes each).
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
 
 
