@@ -32,7 +32,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_jobs import codesets, fhir_json
+from spark_jobs import codesets, fhir_json, fhir_schemas
 from spark_jobs.lakehouse import (
     PermanentJobError,
     configure_logging,
@@ -84,9 +84,9 @@ INVALID_ID = "invalid_id"
 INVALID_BUNDLE_ENTRY = "invalid_bundle_entry"
 UNSUPPORTED_REQUEST = "unsupported_bundle_request"
 
-FHIR_ID_PATTERN = r"^[A-Za-z0-9\-\.]{1,64}$"
+FHIR_ID_PATTERN = rf"^{fhir_schemas.FHIR_ID}$"
 # A reference or request URL naming one resource: [base/]Type/id[/_history/v]
-RESOURCE_URL_PATTERN = r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})(?:/_history/[^/]+)?$"
+RESOURCE_URL_PATTERN = rf"(?:^|/)([A-Z][A-Za-z]+)/({fhir_schemas.FHIR_ID})(?:/_history/[^/]+)?$"
 
 DOCUMENT_SCHEMA = T.StructType(
     [
@@ -375,7 +375,7 @@ def classify(records: DataFrame, resource_types: list[str]) -> DataFrame:
     # A resource posted without an id takes the id its fullUrl gives it
     # (urn:uuid:<uuid> or <base>/<Type>/<id>), as a server would assign one.
     id_from_full_url = F.coalesce(
-        F.regexp_extract(full_url, r"^urn:uuid:([A-Za-z0-9\-\.]{1,64})$", 1),
+        F.regexp_extract(full_url, rf"^urn:uuid:({fhir_schemas.FHIR_ID})$", 1),
         F.lit(""),
     )
     id_from_full_url = F.when(id_from_full_url != "", id_from_full_url).otherwise(

@@ -61,8 +61,6 @@ log = logging.getLogger("fhir_lakehouse.silver")
 
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-ID = r"[A-Za-z0-9\-\.]{1,64}"
-PATIENT_REFERENCE = rf"(?:^|/)Patient/({ID})(?:/_history/[^/]+)?$"
 
 HashFn = Callable[[Column], Column]
 
@@ -97,7 +95,7 @@ def coding_in(codings: Column, system: str) -> Column:
 
 def reference_id(reference: Column, resource_type: str) -> Column:
     """Id of a `<Type>/<id>` reference in any form FHIR allows (relative, versioned, absolute)."""
-    pattern = rf"(?:^|/){resource_type}/({ID})(?:/_history/[^/]+)?$"
+    pattern = rf"(?:^|/){resource_type}/({fhir_schemas.FHIR_ID})(?:/_history/[^/]+)?$"
     return F.nullif(F.regexp_extract(reference, pattern, 1), F.lit(""))
 
 
@@ -919,7 +917,11 @@ def normalize_table(job: SilverRun, table: SilverTable) -> dict | None:
     started = time.perf_counter()
     path = table_path(args.lakehouse, "silver", table.name)
     first_load = not table_exists(spark, path)
-    current = _current_versions(spark, path, table)
+    current = (
+        spark.createDataFrame([], "resource_key string, version_order string, content_hash string")
+        if first_load
+        else _current_versions(spark, path, table)
+    )
     new_rows, changes, persisted, counts = [], [], [], Counter()
     for resource_type in table.resource_types:
         if resource_type not in bronze:
@@ -1039,8 +1041,6 @@ def _bronze_exists(spark: SparkSession, lakehouse: str, table: str) -> bool:
 
 
 def _current_versions(spark: SparkSession, path: str, table: SilverTable) -> DataFrame:
-    if not table_exists(spark, path):
-        return spark.createDataFrame([], "resource_key string, version_order string, content_hash string")
     return (
         read_table(spark, path)
         .select(

@@ -204,6 +204,27 @@ def test_every_reference_form_resolves_to_the_same_patient_hash(spark):
     assert by_id == dict.fromkeys(["by-urn", "relative", "versioned", "absolute"], hashed("pat-9"))
 
 
+def test_reference_id_takes_only_fhir_ids_of_the_named_type(spark):
+    """The id pattern is ASCII letters, digits, '-' and '.', 1 to 64 of them (Java's
+    \\p{Alnum} is ASCII-only, as [A-Za-z0-9] is)."""
+    cases = {
+        "Patient/A-z.09": "A-z.09",
+        "Patient/" + "a" * 64: "a" * 64,
+        "Patient/" + "a" * 65: None,
+        "Patient/caf\u00e9": None,
+        "Patient/has_underscore": None,
+        "Patient/": None,
+        "Encounter/e1": None,
+        "XPatient/p1": None,
+        "https://example.org/fhir/Patient/p1/_history/2": "p1",
+    }
+    frame = spark.createDataFrame(list(cases.items()), "reference string, expected string")
+    actual = frame.select(
+        "reference", silver_normalize.reference_id(F.col("reference"), "Patient").alias("expected")
+    )
+    assertDataFrameEqual(actual, frame)
+
+
 def test_glucose_in_mmol_per_litre_is_converted_to_mg_per_dl(spark):
     def glucose(obs_id, value, with_range):
         resource = {
