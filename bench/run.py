@@ -15,7 +15,8 @@
 4. DAG parse time (bench/dag_parse.py) and streaming write-to-commit latency
    (bench/stream_latency.py).
 
-Writes bench/results/<date>-<scale>.{json,md,png}.
+Writes bench/results/<date>-<scale>.{json,md,png} (-run2, -run3... for a later run
+the same day).
 """
 
 from __future__ import annotations
@@ -400,6 +401,15 @@ def chart(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def free_stem(stem: Path) -> Path:
+    """`stem`, or `stem-run2`, `-run3`... when a run of that day and scale is already kept."""
+    candidate, number = stem, 1
+    while candidate.with_suffix(".json").exists():
+        number += 1
+        candidate = stem.with_name(f"{stem.name}-run{number}")
+    return candidate
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--scale", type=int, required=True, help="patients to generate")
@@ -420,7 +430,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     result = run_benchmark(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"{result['date']}-{args.scale}"
+    stem = free_stem(RESULTS / f"{result['date']}-{args.scale}")
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     stem.with_suffix(".md").write_text(markdown(result))
     chart(result, stem.with_suffix(".png"))

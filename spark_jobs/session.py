@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import os
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
 
 from pyspark import SparkConf, SparkContext
@@ -34,9 +35,29 @@ CLASS_ARCHIVE = REPO_ROOT / ".local" / "spark-classes.jsa"
 # - JIT-compile huge methods: whole-stage code generation writes methods over the
 #   JVM's 8000-byte limit (silver's Observation normalize: 8093 and 9357 bytes), which
 #   the JVM otherwise interprets for the life of the job (Observation normalize, warm:
-#   18.0 -> 11.0 s).
-JVM_OPTIONS = "-XX:+UseParallelGC -XX:FreqInlineSize=100 -XX:InlineSmallCode=1000 -XX:-DontCompileHugeMethods"
+#   18.0 -> 11.0 s);
+# - C2 gives up early on Spark's generated whole-stage methods (a node budget of
+#   20,000, a quarter of its default), which then run as C1 code: C2 spent ~10 CPU
+#   seconds of silver's Observation step on three of them (4 s on one), while the two
+#   task threads ran them slower, profiled, waiting for it. Silver's Observation step
+#   21.9 -> 18.0 s at 10k patients (3 runs between 2) and 68.4 -> 59.4 s at 50k (2
+#   pairs), so C1 code is not slower for these methods even at scale. `quiet` keeps
+#   the JVM from echoing the command on stdout.
+GENERATED_CODE_NODE_LIMIT = 20_000
+JVM_OPTIONS = (
+    "-XX:+UseParallelGC -XX:FreqInlineSize=100 -XX:InlineSmallCode=1000 -XX:-DontCompileHugeMethods "
+    "-XX:CompileCommand=quiet "
+    f"-XX:CompileCommand=MaxNodeLimit,*GeneratedIteratorForCodegenStage*.*,{GENERATED_CODE_NODE_LIMIT}"
+)
 DRIVER_JAVA_OPTIONS = f"-Dlog4j2.level=WARN {JVM_OPTIONS}"
+
+# Bronze writes Parquet row groups of about this size and silver reads in splits of it.
+# A split cannot cut a row group, and with Parquet's 128 MB default each bronze file of
+# 10k patients' Observations was one row group: silver read them in three tasks (70, 70
+# and 32 MB), so one core idled through the last one. Splits of this size make ~11
+# tasks that end within a short task of each other (silver's Observation step 18.1 ->
+# 16.2 s, 2 pairs).
+READ_SPLIT_BYTES = 16 * 2**20
 
 # Settings that only make sense when we launch the JVM ourselves (local mode).
 LOCAL_DEFAULTS: dict[str, str] = {
@@ -72,6 +93,19 @@ SESSION_DEFAULTS: dict[str, str] = {
     # Observation rows took 4.3 -> 3.4 s (median of 6, 2 processes each).
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
+
+
+def without_parquet_dictionary(columns: Iterable[str]) -> dict[str, str]:
+    """Session settings that write these columns without a Parquet dictionary.
+
+    For columns that hold a new value in nearly every row (raw JSON, content hashes,
+    row ids): Parquet starts each row group's column with a dictionary, hashing every
+    value into it, and only falls back to plain encoding once that dictionary passes
+    1 MB, so their files come out the same size either way. Measured at 10k patients:
+    bronze 46.9 -> 44.2 s (3 and 2 alternating runs), silver's Observation table
+    16.3 -> 15.0 s (2 pairs).
+    """
+    return {f"spark.hadoop.parquet.enable.dictionary#{column}": "false" for column in columns}
 
 
 def delta_jars(jars_dir: Path | None = None) -> list[str]:

@@ -55,7 +55,7 @@ from spark_jobs.lakehouse import (
     table_exists,
     table_path,
 )
-from spark_jobs.session import build_spark_session
+from spark_jobs.session import READ_SPLIT_BYTES, build_spark_session, without_parquet_dictionary
 
 log = logging.getLogger("fhir_lakehouse.silver")
 
@@ -63,6 +63,9 @@ LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
 HashFn = Callable[[Column], Column]
+
+# Columns that hold a new value in nearly every Observation row (session.without_parquet_dictionary).
+UNIQUE_COLUMNS = ("measurement_id", "observation_id", "source_content_hash", "source_version_order")
 
 
 # --- Shared column helpers -----------------------------------------------
@@ -1056,7 +1059,14 @@ def main(argv: list[str] | None = None) -> dict:
     configure_logging()
     args = parse_args(argv)
     key = phi.load_phi_key()
-    spark = build_spark_session("fhir-silver-normalize")
+    spark = build_spark_session(
+        "fhir-silver-normalize",
+        {
+            # Tasks of bronze's row group size, balanced on few cores.
+            "spark.sql.files.maxPartitionBytes": str(READ_SPLIT_BYTES),
+            **without_parquet_dictionary(UNIQUE_COLUMNS),
+        },
+    )
     return run(spark, args, key)
 
 

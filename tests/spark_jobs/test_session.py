@@ -8,10 +8,17 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from delta.tables import DeltaTable
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs.session import CLASS_ARCHIVE, JVM_OPTIONS, class_archive_option, delta_jars
+from spark_jobs.session import (
+    CLASS_ARCHIVE,
+    JVM_OPTIONS,
+    class_archive_option,
+    delta_jars,
+    without_parquet_dictionary,
+)
 
 
 def test_session_has_project_defaults(spark):
@@ -63,6 +70,25 @@ def test_delta_write_merge_and_time_travel(spark, tmp_path):
         (0, "WRITE"),
         (1, "MERGE"),
     ]
+
+
+def test_columns_named_are_written_without_a_parquet_dictionary(spark, tmp_path):
+    settings = without_parquet_dictionary(["unique"])
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        frame = spark.range(1000).selectExpr(
+            "cast(id as string) as unique", "cast(id % 3 as string) as repeated"
+        )
+        frame.coalesce(1).write.parquet(str(tmp_path / "out"))
+    finally:
+        for key in settings:
+            spark.conf.unset(key)
+    (written,) = (tmp_path / "out").glob("*.parquet")
+    row_group = pq.ParquetFile(written).metadata.row_group(0)
+    encodings = {row_group.column(i).path_in_schema: row_group.column(i).encodings for i in range(2)}
+    assert "PLAIN_DICTIONARY" not in encodings["unique"]
+    assert "PLAIN_DICTIONARY" in encodings["repeated"]
 
 
 def test_spark_submit_conf_overrides_the_defaults(tmp_path):
