@@ -224,6 +224,8 @@ def test_bad_input_is_quarantined_with_its_reason_and_nothing_is_lost(spark, tmp
     good = [
         {"resourceType": "Patient", "id": "good-1"},
         {"resourceType": "Observation", "id": "good-2", "status": "final"},
+        # Keys that end in "id" and string ids at depth are not a wrong type.
+        {"resourceType": "Observation", "id": "good-3", "valueId": 5, "component": [{"id": "c1"}]},
     ]
     bad_lines = {
         b'{"resourceType": "Patient", "id": "cut-': "truncated_record",
@@ -233,6 +235,8 @@ def test_bad_input_is_quarantined_with_its_reason_and_nothing_is_lost(spark, tmp
         b'{"resourceType": "Patient"}': "missing_id",
         b'{"id": "no-type"}': "missing_resource_type",
         b'{"resourceType": "Patient", "id": 12345}': "wrong_type",
+        b'{"resourceType": ["Patient"], "id": "x2"}': "wrong_type",
+        b'{"resourceType": "Patient", "id": "x3", "name": [{"id" :null}]}': "wrong_type",
         b'{"resourceType": "Patient", "id": "has space"}': "invalid_id",
         b'{"resourceType": "Patient", "id": "latin1-\xe9"}': "non_utf8",
     }
@@ -259,7 +263,7 @@ def test_bad_input_is_quarantined_with_its_reason_and_nothing_is_lost(spark, tmp
     fhir_raw = read_table(spark, str(tmp_path / "lakehouse" / "bronze" / "fhir_raw"))
     ids = {r.resource_id for r in fhir_raw.collect()}
     gz_ids = {i for i in ids if i.startswith("gz-")}
-    assert {"good-1", "good-2"} <= ids
+    assert {"good-1", "good-2", "good-3"} <= ids
     assert gz_ids == {f"gz-{i}" for i in range(len(gz_ids))}  # a prefix of the file, in order
     assert 0 < len(gz_ids) < 200
     # Every non-blank input record is in exactly one table.
