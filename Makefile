@@ -149,8 +149,11 @@ generate: setup
 	    --out $(FHIR_LANDING_URI) --date $(DATE) --overwrite
 
 # --- Airflow (embedded default: standalone, SQLite, LocalExecutor) -------------
+# The alert check first: a switched-on alert channel without its connection is
+# reported once here, not as an error in every failure callback.
 airflow: setup
 	@mkdir -p $(RUN_DIR) $(AIRFLOW_HOME)
+	@python -m fhir_pipeline.alerts check
 	@if [ -f $(RUN_DIR)/airflow.pid ] && kill -0 "$$(cat $(RUN_DIR)/airflow.pid)" 2>/dev/null; then \
 	    echo "Airflow is already running (pid $$(cat $(RUN_DIR)/airflow.pid))"; \
 	else \

@@ -16,8 +16,9 @@ Every day (cron `batch.schedule` in `include/config/pipeline.yaml`, UTC), for ru
 
 **When it fails**: each task retries with exponential backoff (capped), except
 for errors a retry cannot fix (bad input or configuration), which fail at once;
-a task that fails for good pages on-call (Slack / PagerDuty / e-mail, per
-`alerts.channels`) with the run id, logical date, task and log URL. A run still
+a task that fails for good pages on-call (`alerts.channels`: the task log and
+`.local/alerts/pages.jsonl` by default; Slack / PagerDuty / e-mail when switched on)
+with the run id, logical date, task and log URL. A run still
 unfinished `deadline_after_queued_minutes` after it was queued, or
 `deadline_after_logical_date_minutes` after its logical date, pages too.
 

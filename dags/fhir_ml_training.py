@@ -2,20 +2,25 @@
 ### FHIR ML training
 
 Runs when `fhir_batch_pipeline` publishes new gold data (the `fhir_gold` Asset),
-and weekly as a fallback (`ml.schedule`, UTC):
+on the as-of date that event carries, and weekly as a fallback (`ml.schedule`,
+UTC) on the newest gold:
 
-1. **train_models** - diabetes-risk and 30-day-readmission models on the newest
-   gold as-of date: candidates compared on validation AUC, the winner tracked in
-   MLflow and registered; `@champion` moves only when it beats the current
-   champion on the same test rows.
+1. **train_models** - diabetes-risk and 30-day-readmission models: candidates
+   compared on validation AUC, the winner tracked in MLflow and registered;
+   `@champion` moves only when it beats the current champion on the same test rows.
+   **Skipped**, paging nobody, when there is no gold yet or no new gold since the
+   models were last trained. A model with too few labelled rows is not trained
+   (its reason is in the task log and in MLflow) while the other one is.
 2. **register_in_azure_ml** - the champions to an Azure ML managed online
    endpoint, when `AZUREML_SUBSCRIPTION_ID/RESOURCE_GROUP/WORKSPACE` are set
    (skipped otherwise).
-3. **score_risk** - the champions' scores per patient into `gold/risk_scores`.
+3. **score_risk** - every champion's scores per patient into `gold/risk_scores`,
+   also when training was skipped (skipped itself while no model has a champion).
+4. **page_stale_champions** - pages on-call once when a model that has a champion
+   went `ml.page_after_retrain_skips` training runs in a row without retraining.
 
 **When it fails**: retries with capped exponential backoff, then pages on-call;
 a run unfinished `deadline_after_queued_minutes` after it was queued pages too.
-Training on too little labelled data fails at once with the counts it saw.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -24,10 +29,11 @@ from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, task
 from fhir_pipeline.alerts import deadline_alerts
 from fhir_pipeline.compute import spark_job
 from fhir_pipeline.config import settings, storage
-from fhir_pipeline.tasks import default_task_args, gold_asset, timeout
+from fhir_pipeline.tasks import default_task_args, gold_asset, gold_event_as_of, timeout
 
 batch, ml = settings()["batch"], settings()["ml"]
 paths = storage()
+AS_OF = "{{ gold_event_as_of(triggering_asset_events) }}"
 
 with DAG(
     dag_id="fhir_ml_training",
@@ -40,6 +46,7 @@ with DAG(
     max_active_runs=1,
     tags=["fhir", "ml", "batch"],
     default_args=default_task_args(),
+    user_defined_macros={"gold_event_as_of": gold_event_as_of},
     deadline=deadline_alerts(
         after_queued=timedelta(minutes=batch["deadline_after_queued_minutes"]), after_logical_date=None
     ),
@@ -47,14 +54,7 @@ with DAG(
     train = spark_job(
         "train_models",
         "train_models",
-        [
-            "--lakehouse",
-            paths.lakehouse_uri,
-            "--tracking-uri",
-            paths.mlflow_tracking_uri,
-            "--as-of",
-            "latest",
-        ],
+        ["--lakehouse", paths.lakehouse_uri, "--tracking-uri", paths.mlflow_tracking_uri, "--as-of", AS_OF],
         execution_timeout=timeout("train_models"),
     )
 
@@ -73,15 +73,16 @@ with DAG(
     score = spark_job(
         "score_risk",
         "score_risk",
-        [
-            "--lakehouse",
-            paths.lakehouse_uri,
-            "--tracking-uri",
-            paths.mlflow_tracking_uri,
-            "--as-of",
-            "latest",
-        ],
+        ["--lakehouse", paths.lakehouse_uri, "--tracking-uri", paths.mlflow_tracking_uri, "--as-of", AS_OF],
         execution_timeout=timeout("score_risk"),
+        trigger_rule="none_failed",
     )
 
-    train >> [register_in_azure_ml(), score]
+    @task(trigger_rule="none_failed")
+    def page_stale_champions():
+        """Page once per episode for a champion that keeps going without retraining."""
+        from fhir_pipeline.retraining import page_stale_champions
+
+        return page_stale_champions(paths.mlflow_tracking_uri)
+
+    train >> [register_in_azure_ml(), score, page_stale_champions()]

@@ -27,8 +27,10 @@ import os
 import tempfile
 from dataclasses import dataclass
 
+from spark_jobs import model_registry
 from spark_jobs.lakehouse import configure_logging
-from spark_jobs.train_models import CHAMPION, DIABETES_MODEL, READMISSION_MODEL
+from spark_jobs.model_registry import CHAMPION
+from spark_jobs.train_models import DIABETES_MODEL, READMISSION_MODEL
 
 log = logging.getLogger("fhir_lakehouse.azure_ml")
 
@@ -145,7 +147,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
     ml_client = MLClient(
         DefaultAzureCredential(), target.subscription_id, target.resource_group, target.workspace
     )
-    return [deploy_champion(ml_client, MlflowClient(), name, target) for name in args.model]
+    client = MlflowClient()
+    champions = [name for name in args.model if model_registry.champion_version(client, name) is not None]
+    for name in sorted(set(args.model) - set(champions)):
+        log.info("%s has no @%s yet: not deployed", name, CHAMPION)
+    return [deploy_champion(ml_client, client, name, target) for name in champions]
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ Point in time: every feature of a row is computed from data dated on or before
 that row's cutoff (the as-of date, or the discharge for readmission rows), and
 never from current-state fields that may have been set later (a condition's
 clinicalStatus, a medication's status): periods and dates decide what was active.
+Dates are the local dates silver records (SPEC §5): an as-of cutoff includes what
+is dated on or before the as-of date; only a discharge cutoff compares instants.
 
 Tables (Delta, under <lakehouse>/gold/):
 - patient_vital_trends: per patient and day, heart rate avg/min/max, BP, temperature,
@@ -46,7 +48,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs import codesets
 from spark_jobs.lakehouse import (
-    PermanentJobError,
+    JobSkipped,
     configure_logging,
     last_commit_metrics,
     overwrite_slice,
@@ -105,8 +107,10 @@ def day_number(date_column: Column) -> Column:
     return F.datediff(date_column, F.lit(dt.date(1970, 1, 1)))
 
 
-def end_of_day(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time.max)
+def known_at_cutoff(instant: Column, date: Column) -> Column:
+    """An event on or before its spine row's cutoff: by instant when the cutoff is one (a
+    discharge, `cutoff_ts`), else by the date recorded (an as-of date, `cutoff_ts` null)."""
+    return F.coalesce(instant <= F.col("cutoff_ts"), date <= F.col("cutoff_date"))
 
 
 # --- Inputs -----------------------------------------------
@@ -141,10 +145,19 @@ ENCOUNTER_COLUMNS = [
     "period_start",
     "period_end",
     "encounter_date",
+    "encounter_end_date",
     "length_of_stay_days",
     "duration_hours",
 ]
-CONDITION_COLUMNS = ["code", "onset_ts", "recorded_ts", "abatement_ts"]
+CONDITION_COLUMNS = [
+    "code",
+    "onset_ts",
+    "onset_date",
+    "recorded_ts",
+    "recorded_date",
+    "abatement_ts",
+    "abatement_date",
+]
 MEDICATION_COLUMNS = [
     "source_resource_type",
     "status",
@@ -154,6 +167,7 @@ MEDICATION_COLUMNS = [
     "effective_start",
     "effective_end",
     "start_date",
+    "end_date",
     "duration_days",
     "expected_supply_days",
     "number_of_repeats_allowed",
@@ -251,9 +265,10 @@ def lab_trends(daily: DataFrame, first_day: dt.date, as_of: dt.date) -> DataFram
 
 
 # --- Feature blocks over a spine -----------------------------------------------
-# A spine has one row per feature row: spine_id, patient_id_hashed, cutoff_date,
-# cutoff_ts (inclusive). Each block joins a patient's data to its spine rows,
-# keeps what is dated on or before the cutoff, and aggregates per spine_id.
+# A spine has one row per feature row: spine_id, patient_id_hashed, cutoff_date and
+# cutoff_ts (inclusive; null for an as-of date, see known_at_cutoff). Each block joins a
+# patient's data to its spine rows, keeps what is dated on or before the cutoff, and
+# aggregates per spine_id.
 
 
 def _value_set(spark: SparkSession, sets: dict[str, list[str]], code: str, name: str) -> DataFrame:
@@ -296,7 +311,9 @@ def measurement_features(spine: DataFrame, measurements: DataFrame) -> DataFrame
     row feeds 13 aggregates instead of one per feature, ~60 (measured: the gold job
     at 10k patients 62.8 -> 54.3 s).
     """
-    rows = _on_spine(spine, measurements).filter(F.col("observation_ts") <= F.col("cutoff_ts"))
+    rows = _on_spine(spine, measurements).filter(
+        known_at_cutoff(F.col("observation_ts"), F.col("observation_date"))
+    )
     date, cutoff, value = F.col("observation_date"), F.col("cutoff_date"), F.col("value_numeric")
 
     def within(days: int) -> Column:
@@ -365,11 +382,11 @@ def measurement_features(spine: DataFrame, measurements: DataFrame) -> DataFrame
 
 def encounter_features(spine: DataFrame, encounters: DataFrame) -> DataFrame:
     rows = _on_spine(spine, encounters.filter(F.col("period_start").isNotNull())).filter(
-        F.col("period_start") <= F.col("cutoff_ts")
+        known_at_cutoff(F.col("period_start"), F.col("encounter_date"))
     )
     date, cutoff, klass = F.col("encounter_date"), F.col("cutoff_date"), F.col("encounter_class")
     inpatient = klass.isin(*INPATIENT_CLASSES)
-    ended = F.col("period_end").isNotNull() & (F.col("period_end") <= F.col("cutoff_ts"))
+    ended = F.coalesce(known_at_cutoff(F.col("period_end"), F.col("encounter_end_date")), F.lit(False))
     return (
         rows.groupBy("spine_id", "cutoff_date")
         .agg(
@@ -386,7 +403,7 @@ def encounter_features(spine: DataFrame, encounters: DataFrame) -> DataFrame:
                 "avg_encounter_duration_hours"
             ),
             F.datediff(cutoff, F.max(date)).alias("days_since_last_visit"),
-            F.datediff(cutoff, F.max(F.when(inpatient & ended, F.to_date("period_end")))).alias(
+            F.datediff(cutoff, F.max(F.when(inpatient & ended, F.col("encounter_end_date")))).alias(
                 "days_since_last_discharge"
             ),
         )
@@ -398,22 +415,24 @@ def condition_features(spine: DataFrame, conditions: DataFrame) -> DataFrame:
     """has_<group>_dx and comorbidity_count: conditions with onset on or before the
     cutoff and no abatement by then (clinicalStatus is current state, so unused)."""
     groups = codesets.condition_groups()
-    onset = F.coalesce(F.col("onset_ts"), F.col("recorded_ts"))
-    coded = conditions.join(F.broadcast(_value_set(conditions.sparkSession, groups, "code", "group")), "code")
-    rows = _on_spine(spine, coded).filter(
-        (onset <= F.col("cutoff_ts"))
-        & (F.col("abatement_ts").isNull() | (F.col("abatement_ts") > F.col("cutoff_ts")))
+    # A timestamp is null exactly when its date is (silver.fhir_date): each coalesce takes one source.
+    onset = known_at_cutoff(
+        F.coalesce(F.col("onset_ts"), F.col("recorded_ts")),
+        F.coalesce(F.col("onset_date"), F.col("recorded_date")),
     )
+    abated = F.coalesce(known_at_cutoff(F.col("abatement_ts"), F.col("abatement_date")), F.lit(False))
+    coded = conditions.join(F.broadcast(_value_set(conditions.sparkSession, groups, "code", "group")), "code")
+    rows = _on_spine(spine, coded).filter(onset & ~abated)
     flags = [F.max(F.col("group") == group).alias(f"has_{group}_dx") for group in groups]
     counted = F.array_distinct(F.collect_list(F.when(F.col("group").isin(*COMORBIDITIES), F.col("group"))))
     return rows.groupBy("spine_id").agg(*flags, F.size(counted).alias("comorbidity_count"))
 
 
-def _active_at_cutoff(end: Column) -> Column:
+def _active_at_cutoff() -> Column:
     """A medication period covers the cutoff (an open period counts while the record is active)."""
     still_open = F.col("effective_end").isNull() & F.col("status").isin("active", "on-hold", "intended")
-    return (F.col("effective_start") <= F.col("cutoff_ts")) & (
-        (F.to_date(end) >= F.col("cutoff_date")) | still_open
+    return known_at_cutoff(F.col("effective_start"), F.col("start_date")) & (
+        (F.col("end_date") >= F.col("cutoff_date")) | still_open
     )
 
 
@@ -421,9 +440,9 @@ def medication_features(spine: DataFrame, medications: DataFrame) -> DataFrame:
     classes = codesets.medication_classes()
     class_of = _value_set(medications.sparkSession, classes, "rxnorm_code", "med_class")
     rows = _on_spine(spine, medications.join(F.broadcast(class_of), "rxnorm_code", "left")).filter(
-        F.col("effective_start").isNotNull() & (F.col("effective_start") <= F.col("cutoff_ts"))
+        known_at_cutoff(F.col("effective_start"), F.col("start_date"))
     )
-    active = _active_at_cutoff(F.col("effective_end"))
+    active = _active_at_cutoff()
     medication = F.coalesce(F.col("rxnorm_code"), F.col("code"), F.col("medication_reference"))
     return rows.groupBy("spine_id").agg(
         F.count_distinct(F.when(active, medication)).alias("active_medication_count"),
@@ -509,7 +528,7 @@ def chronic_disease_features(
         F.col("patient_id_hashed").alias("spine_id"),
         "patient_id_hashed",
         F.lit(as_of).alias("cutoff_date"),
-        F.lit(end_of_day(as_of)).cast("timestamp").alias("cutoff_ts"),
+        F.lit(None).cast("timestamp").alias("cutoff_ts"),
     )
     features = spine_features(
         spine,
@@ -553,10 +572,9 @@ def medication_adherence_features(medications: DataFrame, as_of: dt.date) -> Dat
     """
     window_start = as_of - dt.timedelta(days=ADHERENCE_DAYS - 1)
     chronic_codes = [c for codes in codesets.medication_classes().values() for c in codes]
-    meds = medications.filter(F.col("effective_start").isNotNull() & (F.to_date("effective_start") <= as_of))
-    active = (F.to_date("effective_start") <= as_of) & (
-        (F.to_date("effective_end") >= as_of)
-        | (F.col("effective_end").isNull() & F.col("status").isin("active", "on-hold", "intended"))
+    meds = medications.filter(F.col("start_date") <= as_of)
+    active = (F.col("end_date") >= as_of) | (
+        F.col("effective_end").isNull() & F.col("status").isin("active", "on-hold", "intended")
     )
     medication = F.coalesce(F.col("rxnorm_code"), F.col("code"), F.col("medication_reference"))
     summary = meds.groupBy("patient_id_hashed").agg(
@@ -581,20 +599,17 @@ def medication_adherence_features(medications: DataFrame, as_of: dt.date) -> Dat
         "left_anti",
     )
     requests = requests.withColumn(
-        "effective_end",
-        F.coalesce(
-            F.timestamp_add("DAY", (F.round(request_supply) - 1).cast("int"), F.col("effective_start")),
-            F.col("effective_end"),
-        ),
+        "end_date",
+        F.coalesce(F.date_add("start_date", (F.round(request_supply) - 1).cast("int")), F.col("end_date")),
     )
     supply = (
-        statements.select("patient_id_hashed", "effective_start", "effective_end")
-        .unionByName(requests.select("patient_id_hashed", "effective_start", "effective_end"))
-        .filter(F.col("effective_end").isNotNull())
+        statements.select("patient_id_hashed", "start_date", "end_date")
+        .unionByName(requests.select("patient_id_hashed", "start_date", "end_date"))
+        .filter(F.col("end_date").isNotNull())
         .select(
             "patient_id_hashed",
-            F.greatest(F.to_date("effective_start"), F.lit(window_start)).alias("start"),
-            F.least(F.to_date("effective_end"), F.lit(as_of)).alias("end"),
+            F.greatest(F.col("start_date"), F.lit(window_start)).alias("start"),
+            F.least(F.col("end_date"), F.lit(as_of)).alias("end"),
         )
         .filter(F.col("start") <= F.col("end"))
     )
@@ -629,42 +644,42 @@ def inpatient_stays(encounters: DataFrame) -> DataFrame:
 def readmission_labels(stays: DataFrame, as_of: dt.date) -> DataFrame:
     """Discharges on or before as_of with readmission_30d: another stay of the same
     patient starting after the discharge and within 30 days of its date."""
-    index = stays.filter(F.col("period_end").isNotNull() & (F.to_date("period_end") <= as_of)).select(
+    index = stays.filter(F.col("encounter_end_date") <= as_of).select(
         "encounter_id",
         "patient_id_hashed",
         "period_start",
         "period_end",
-        F.to_date("period_end").alias("discharge_date"),
+        F.col("encounter_date").alias("admission_date"),
+        F.col("encounter_end_date").alias("discharge_date"),
         "length_of_stay_days",
         "duration_hours",
     )
-    later = stays.filter(F.to_date("period_start") <= as_of).select(
+    later = stays.filter(F.col("encounter_date") <= as_of).select(
         "patient_id_hashed",
         F.col("encounter_id").alias("next_id"),
         F.col("period_start").alias("next_start"),
+        F.col("encounter_date").alias("next_date"),
     )
+    # After the discharge instant, and at most 30 calendar days after the discharge date.
     readmitted = (
         index.join(later, "patient_id_hashed")
         .filter(
             (F.col("next_id") != F.col("encounter_id"))
             & (F.col("next_start") > F.col("period_end"))
-            & (F.datediff(F.to_date("next_start"), F.col("discharge_date")) <= READMISSION_DAYS)
+            & (F.datediff(F.col("next_date"), F.col("discharge_date")) <= READMISSION_DAYS)
         )
         .groupBy("encounter_id")
-        .agg(F.min("next_start").alias("readmission_start"))
+        .agg(F.min_by("next_date", "next_start").alias("readmission_date"))
     )
     observable = F.date_add(F.col("discharge_date"), READMISSION_DAYS) <= F.lit(as_of)
     return (
         index.join(readmitted, "encounter_id", "left")
-        .withColumn("label_observable", observable | F.col("readmission_start").isNotNull())
+        .withColumn("label_observable", observable | F.col("readmission_date").isNotNull())
         .withColumn(
             "readmission_30d",
-            F.when(F.col("readmission_start").isNotNull(), 1).when(observable, 0).cast("int"),
+            F.when(F.col("readmission_date").isNotNull(), 1).when(observable, 0).cast("int"),
         )
-        .withColumn(
-            "days_to_readmission",
-            F.datediff(F.to_date("readmission_start"), F.col("discharge_date")),
-        )
+        .withColumn("days_to_readmission", F.datediff("readmission_date", "discharge_date"))
     )
 
 
@@ -694,46 +709,37 @@ def readmission_features(
         conditions=conditions,
         medications=medications,
     )
-    # History before this admission (the stay itself is not "prior").
+    # History before this admission (the stay itself is not "prior"): encounters that
+    # started before it, counted in the 365 days of recorded dates ending on the admission date.
+    prior_year = in_window(F.col("prior_date"), F.col("admission_date"), 365)
+    inpatient = F.col("encounter_class").isin(*INPATIENT_CLASSES)
     prior = (
-        spine.join(
-            labels.select(
-                F.col("encounter_id").alias("spine_id"), F.col("period_start").alias("index_start")
-            ),
-            "spine_id",
+        labels.select(
+            F.col("encounter_id").alias("spine_id"),
+            "patient_id_hashed",
+            F.col("period_start").alias("index_start"),
+            "admission_date",
         )
         .join(
             encounters.select(
                 "patient_id_hashed",
                 "encounter_class",
                 F.col("period_start").alias("prior_start"),
-                F.col("period_end").alias("prior_end"),
+                F.col("encounter_date").alias("prior_date"),
+                F.col("encounter_end_date").alias("prior_end_date"),
             ),
             "patient_id_hashed",
         )
         .filter(F.col("prior_start") < F.col("index_start"))
         .groupBy("spine_id")
         .agg(
-            F.count(
-                F.when(
-                    F.col("encounter_class").isin(*INPATIENT_CLASSES)
-                    & (F.col("prior_start") > F.col("index_start") - F.expr("INTERVAL 365 DAYS")),
-                    True,
-                )
-            ).alias("prior_inpatient_count_365d"),
-            F.count(
-                F.when(
-                    F.col("encounter_class").isin(*EMERGENCY_CLASSES)
-                    & (F.col("prior_start") > F.col("index_start") - F.expr("INTERVAL 365 DAYS")),
-                    True,
-                )
-            ).alias("prior_emergency_count_365d"),
-            F.datediff(
-                F.to_date(F.max("index_start")),
-                F.to_date(
-                    F.max(F.when(F.col("encounter_class").isin(*INPATIENT_CLASSES), F.col("prior_end")))
-                ),
-            ).alias("days_since_previous_discharge"),
+            F.count(F.when(inpatient & prior_year, True)).alias("prior_inpatient_count_365d"),
+            F.count(F.when(F.col("encounter_class").isin(*EMERGENCY_CLASSES) & prior_year, True)).alias(
+                "prior_emergency_count_365d"
+            ),
+            F.datediff(F.max("admission_date"), F.max(F.when(inpatient, F.col("prior_end_date")))).alias(
+                "days_since_previous_discharge"
+            ),
         )
     )
     return (
@@ -763,14 +769,17 @@ def readmission_features(
 # --- Job -----------------------------------------------
 
 
-def latest_as_of(spark: SparkSession, lakehouse: str) -> dt.date:
-    """The most recent as-of date gold features exist for."""
+def gold_as_of(spark: SparkSession, lakehouse: str, as_of: dt.date | str) -> dt.date:
+    """The as-of date to read gold at: `as_of`, or for "latest" the newest one gold has.
+    Raises JobSkipped while gold has no features yet (nothing to train on or score)."""
     path = table_path(lakehouse, "gold", "chronic_disease_features")
     if not table_exists(spark, path):
-        raise PermanentJobError(f"No gold features at {path}: run gold_aggregate first.")
+        raise JobSkipped(f"no gold features yet at {path}: fhir_batch_pipeline's gold_aggregate writes them")
+    if as_of != "latest":
+        return as_of
     latest = read_table(spark, path).agg(F.max("as_of_date")).first()[0]
     if latest is None:
-        raise PermanentJobError(f"{path} is empty: run gold_aggregate first.")
+        raise JobSkipped(f"no gold features yet: {path} holds no rows")
     return latest
 
 

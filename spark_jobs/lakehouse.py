@@ -9,6 +9,7 @@ MERGE), so retries and backfills never duplicate rows.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,8 @@ from typing import TypeVar
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+
+from spark_jobs.job_contract import EXIT_PERMANENT, EXIT_SKIPPED
 
 LAYERS = ("bronze", "silver", "gold")
 
@@ -27,23 +30,29 @@ T = TypeVar("T")
 # The table property naming the columns Delta keeps min/max statistics on.
 STATS_COLUMNS_PROPERTY = "delta.dataSkippingStatsColumns"
 
-# Exit status of a job whose failure a retry cannot fix (bad input or configuration);
-# argparse uses the same status for bad arguments. The orchestrator fails such
-# tasks at once instead of retrying them.
-EXIT_PERMANENT = 2
-
 
 class PermanentJobError(RuntimeError):
-    """A failure caused by the inputs or the configuration, not by the platform."""
+    """A failure caused by the inputs or the configuration, not by the platform
+    (argparse exits with the same status for bad arguments)."""
+
+
+class JobSkipped(Exception):  # noqa: N818 - the name is the message prefix the orchestrator reads
+    """The job had nothing to do (no data yet, nothing new): not a failure."""
 
 
 def run_job(main: Callable[[], object]) -> None:
-    """Entry point of a job: a permanent error exits with EXIT_PERMANENT and one clear line."""
+    """Entry point of a job: how it ends tells the orchestrator what happened
+    (spark_jobs/job_contract.py), with one clear line in the log."""
     try:
         main()
-    except PermanentJobError as exc:
-        log.error("%s: %s", type(exc).__name__, exc)
-        sys.exit(EXIT_PERMANENT)
+    except (JobSkipped, PermanentJobError) as exc:
+        skipped = isinstance(exc, JobSkipped)
+        log.log(logging.WARNING if skipped else logging.ERROR, "%s: %s", type(exc).__name__, exc)
+        if "DATABRICKS_RUNTIME_VERSION" in os.environ:
+            # A Databricks run reports the exception as its error, "<class name>: <message>":
+            # the base class names it, whichever subclass was raised.
+            raise (JobSkipped if skipped else PermanentJobError)(str(exc)) from exc
+        sys.exit(EXIT_SKIPPED if skipped else EXIT_PERMANENT)
 
 
 def configure_logging() -> None:

@@ -3,7 +3,8 @@
     python -m spark_jobs.score_risk --lakehouse <root-uri> --tracking-uri <uri> --as-of D
 
 Loads `models:/<name>@champion` from MLflow and writes `gold/risk_scores`
-(long format: one row per patient and model), replacing the as-of slice:
+(long format: one row per patient and model), replacing the as-of slice, for
+each model that has a champion (JobSkipped when none has, or gold is empty):
 - fhir_diabetes_risk scores every patient's chronic_disease_features as of D;
 - fhir_readmission_30d scores each patient's latest discharge on or before D.
 Each row records the model version and the decision threshold it used.
@@ -15,15 +16,24 @@ import argparse
 import datetime as dt
 import logging
 import os
+from functools import reduce
 
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_jobs import gold_aggregate
-from spark_jobs.lakehouse import configure_logging, overwrite_slice, read_table, run_job, table_path
+from spark_jobs import gold_aggregate, model_registry
+from spark_jobs.lakehouse import (
+    JobSkipped,
+    configure_logging,
+    overwrite_slice,
+    read_table,
+    run_job,
+    table_path,
+)
+from spark_jobs.model_registry import CHAMPION
 from spark_jobs.session import build_spark_session
-from spark_jobs.train_models import CHAMPION, DIABETES_MODEL, READMISSION_MODEL, as_doubles
+from spark_jobs.train_models import DIABETES_MODEL, READMISSION_MODEL, as_doubles
 
 log = logging.getLogger("fhir_lakehouse.score")
 
@@ -83,8 +93,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, int]:
 
     mlflow.set_tracking_uri(args.tracking_uri)
     client = MlflowClient()
-    if args.as_of == "latest":
-        args.as_of = gold_aggregate.latest_as_of(spark, args.lakehouse)
+    args.as_of = gold_aggregate.gold_as_of(spark, args.lakehouse, args.as_of)
 
     def gold(table: str) -> DataFrame:
         return read_table(spark, table_path(args.lakehouse, "gold", table)).filter(
@@ -97,7 +106,10 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, int]:
     }
     frames = []
     for name, rows in subjects.items():
-        version = client.get_model_version_by_alias(name, CHAMPION)
+        version = model_registry.champion_version(client, name)
+        if version is None:
+            log.warning("%s has no @%s yet: not scored", name, CHAMPION)
+            continue
         model = mlflow.spark.load_model(f"models:/{name}@{CHAMPION}")
         threshold = float(version.tags.get("threshold", 0.5))
         frames.append(
@@ -110,7 +122,9 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, int]:
                 as_of=args.as_of,
             )
         )
-    scores = frames[0].unionByName(frames[1])
+    if not frames:
+        raise JobSkipped(f"no model has a @{CHAMPION} yet ({', '.join(subjects)}): nothing to score")
+    scores = reduce(DataFrame.unionByName, frames)
     path = table_path(args.lakehouse, "gold", "risk_scores")
     overwrite_slice(scores, path, f"as_of_date = '{args.as_of}'", ["as_of_date"])
     counts = {

@@ -22,6 +22,10 @@ a strictly newer version with different content arrives, and all its rows are
 replaced in one MERGE, so reruns and overlapping lookback windows change
 nothing. `entered-in-error` records are kept and flagged; gold drops them.
 
+Dates (SPEC §5): each `*_ts` column is the event's exact instant in UTC; each
+`*_date` column, and every day count, is the calendar date written in the record,
+in the record's own offset (an evening event in New York keeps its own date).
+
 PHI (SPEC §6): patient ids, MRNs and patient references become
 HMAC-SHA256(FHIR_PHI_HASH_KEY, id); names, telecom, street lines, birth dates
 and free text are never selected; addresses keep city, state and ZIP3.
@@ -45,6 +49,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs import codesets, fhir_schemas, phi
 from spark_jobs.lakehouse import (
+    PermanentJobError,
     configure_logging,
     create_table,
     last_commit_metrics,
@@ -72,12 +77,21 @@ UNIQUE_COLUMNS = ("measurement_id", "observation_id", "source_content_hash", "so
 
 
 def fhir_timestamp(value: Column) -> Column:
-    """FHIR dateTime/instant (with or without time, offset, or only a year) as a UTC timestamp."""
+    """FHIR dateTime/instant (with or without time, offset, or only a year) as a UTC timestamp;
+    a date without a time is that date's midnight UTC."""
     return F.coalesce(
         F.try_to_timestamp(value),
         F.try_to_timestamp(value, F.lit("yyyy-MM")),
         F.try_to_timestamp(value, F.lit("yyyy")),
     )
+
+
+def fhir_date(value: Column) -> Column:
+    """The clinical date of a FHIR date/dateTime: the calendar date written in the record, in
+    its own offset (`2026-01-20T22:11:20-05:00` is 2026-01-20, though its UTC instant falls on
+    the 21st); a partial date is its first day. Null exactly when `fhir_timestamp` is."""
+    # A cast to date reads the leading yyyy[-mm[-dd]] and ignores the time and offset.
+    return F.when(fhir_timestamp(value).isNotNull(), value.try_cast("date"))
 
 
 def first(array: Column) -> Column:
@@ -299,9 +313,9 @@ def normalize_observations(
     default range.
     """
     r = F.col("r")
-    effective = fhir_timestamp(
-        F.coalesce(r["effectiveDateTime"], r["effectiveInstant"], r["effectivePeriod"]["start"])
-    )
+    effective = F.coalesce(r["effectiveDateTime"], r["effectiveInstant"], r["effectivePeriod"]["start"])
+    # When the observation happened: its effective time, else (none, or unreadable) when it was issued.
+    observed = F.when(fhir_timestamp(effective).isNotNull(), effective).otherwise(r["issued"])
     # The resource-level columns come out of the parsed struct before the explode: the
     # rows that the explode, the measure join and the hashing (whose input rows Spark
     # buffers for Python) move then hold a few columns and the measurement fields, not
@@ -312,7 +326,8 @@ def normalize_observations(
         r["status"].alias("status"),
         first_coding(first(r["category"]))["code"].alias("category"),
         first_coding(r["code"])["code"].alias("panel_code"),
-        F.coalesce(effective, fhir_timestamp(r["issued"])).alias("observation_ts"),
+        fhir_timestamp(observed).alias("observation_ts"),
+        fhir_date(observed).alias("observation_date"),
         fhir_timestamp(r["issued"]).alias("issued_ts"),
         own_measurement(r).alias("_main"),
         r["component"].alias("_components"),
@@ -399,7 +414,7 @@ def normalize_observations(
         F.when(severity.isNotNull(), severity.isin("ABNORMAL", "CRITICAL")).alias("is_abnormal"),
         flag_source.alias("abnormal_flag_source"),
         F.col("observation_ts"),
-        F.to_date("observation_ts").alias("observation_date"),
+        F.col("observation_date"),
         F.col("issued_ts"),
         *source_columns(),
         F.col("r"),
@@ -446,8 +461,8 @@ def normalize_patients(
         .when(zip3.isin(restricted_zip3), F.lit(zip3_replacement))
         .otherwise(zip3)
     )
-    birth = F.to_date(fhir_timestamp(r["birthDate"]))
-    death = F.to_date(fhir_timestamp(r["deceasedDateTime"]))
+    birth = fhir_date(r["birthDate"])
+    death = fhir_date(r["deceasedDateTime"])
     age_as_of = F.least(F.col("ingestion_date"), F.coalesce(death, F.col("ingestion_date")))
     age = F.when(
         birth.isNotNull(),
@@ -482,8 +497,8 @@ def normalize_patients(
 
 def normalize_encounters(parsed: DataFrame, hash_id: HashFn) -> DataFrame:
     r = F.col("r")
-    start = fhir_timestamp(r["period"]["start"])
-    end = fhir_timestamp(r["period"]["end"])
+    start, end = fhir_timestamp(r["period"]["start"]), fhir_timestamp(r["period"]["end"])
+    start_date, end_date = fhir_date(r["period"]["start"]), fhir_date(r["period"]["end"])
     encounter_type = first_coding(first(r["type"]))
     reason = first_coding(first(r["reasonCode"]))
     result = parsed.select(
@@ -502,8 +517,9 @@ def normalize_encounters(parsed: DataFrame, hash_id: HashFn) -> DataFrame:
         start.alias("period_start"),
         end.alias("period_end"),
         ((F.unix_timestamp(end) - F.unix_timestamp(start)) / 3600.0).alias("duration_hours"),
-        F.datediff(F.to_date(end), F.to_date(start)).alias("length_of_stay_days"),
-        F.to_date(start).alias("encounter_date"),
+        F.datediff(end_date, start_date).alias("length_of_stay_days"),
+        start_date.alias("encounter_date"),
+        end_date.alias("encounter_end_date"),
         *source_columns(),
         F.col("r"),
         F.col("patient_id"),
@@ -549,11 +565,12 @@ def normalize_medications(parsed: DataFrame, hash_id: HashFn, resource_type: str
         dispense = r["dispenseRequest"]
         supply_days = _days(dispense["expectedSupplyDuration"])
         repeats = dispense["numberOfRepeatsAllowed"]
-        start = fhir_timestamp(F.coalesce(dispense["validityPeriod"]["start"], r["authoredOn"]))
-        planned_end = F.timestamp_add(
-            "DAY", F.round(supply_days * (1 + F.coalesce(repeats, F.lit(0)))).cast("int"), start
-        )
-        end = F.coalesce(fhir_timestamp(dispense["validityPeriod"]["end"]), planned_end)
+        start_text = F.coalesce(dispense["validityPeriod"]["start"], r["authoredOn"])
+        start, start_date = fhir_timestamp(start_text), fhir_date(start_text)
+        planned_days = F.round(supply_days * (1 + F.coalesce(repeats, F.lit(0)))).cast("int")
+        end_text = dispense["validityPeriod"]["end"]
+        end = F.coalesce(fhir_timestamp(end_text), F.timestamp_add("DAY", planned_days, start))
+        end_date = F.coalesce(fhir_date(end_text), F.date_add(start_date, planned_days))
         request_columns = [
             r["intent"].alias("intent"),
             fhir_timestamp(r["authoredOn"]).alias("authored_on"),
@@ -563,8 +580,9 @@ def normalize_medications(parsed: DataFrame, hash_id: HashFn, resource_type: str
             F.lit(None).cast("timestamp").alias("date_asserted"),
         ]
     else:
-        start = fhir_timestamp(F.coalesce(r["effectivePeriod"]["start"], r["effectiveDateTime"]))
-        end = fhir_timestamp(r["effectivePeriod"]["end"])
+        start_text = F.coalesce(r["effectivePeriod"]["start"], r["effectiveDateTime"])
+        start, start_date = fhir_timestamp(start_text), fhir_date(start_text)
+        end, end_date = fhir_timestamp(r["effectivePeriod"]["end"]), fhir_date(r["effectivePeriod"]["end"])
         request_columns = [
             F.lit(None).cast("string").alias("intent"),
             F.lit(None).cast("timestamp").alias("authored_on"),
@@ -596,8 +614,9 @@ def normalize_medications(parsed: DataFrame, hash_id: HashFn, resource_type: str
         F.when(~reference.startswith("#"), reference).alias("medication_reference"),
         start.alias("effective_start"),
         end.alias("effective_end"),
-        F.datediff(F.to_date(end), F.to_date(start)).alias("duration_days"),
-        F.to_date(start).alias("start_date"),
+        F.datediff(end_date, start_date).alias("duration_days"),
+        start_date.alias("start_date"),
+        end_date.alias("end_date"),
         *request_columns,
         *source_columns(),
         F.col("r"),
@@ -620,7 +639,7 @@ def normalize_conditions(parsed: DataFrame, hash_id: HashFn) -> DataFrame:
     r = F.col("r")
     code = first_coding(r["code"])
     verification = first_coding(r["verificationStatus"])["code"]
-    onset = fhir_timestamp(F.coalesce(r["onsetDateTime"], r["onsetPeriod"]["start"]))
+    onset = F.coalesce(r["onsetDateTime"], r["onsetPeriod"]["start"])
     result = parsed.select(
         F.col("resource_id").alias("condition_id"),
         hash_id(F.col("patient_id")).alias("patient_id_hashed"),
@@ -632,10 +651,12 @@ def normalize_conditions(parsed: DataFrame, hash_id: HashFn) -> DataFrame:
         first_coding(r["clinicalStatus"])["code"].alias("clinical_status"),
         verification.alias("verification_status"),
         (verification == "entered-in-error").alias("is_entered_in_error"),
-        onset.alias("onset_ts"),
-        F.to_date(onset).alias("onset_date"),
+        fhir_timestamp(onset).alias("onset_ts"),
+        fhir_date(onset).alias("onset_date"),
         fhir_timestamp(r["abatementDateTime"]).alias("abatement_ts"),
+        fhir_date(r["abatementDateTime"]).alias("abatement_date"),
         fhir_timestamp(r["recordedDate"]).alias("recorded_ts"),
+        fhir_date(r["recordedDate"]).alias("recorded_date"),
         *source_columns(),
         F.col("r"),
         F.col("patient_id"),
@@ -728,6 +749,13 @@ def replace_resource_rows(
         create_table(spark, new_rows, path, cluster_by=cluster_by)
         return
     target = read_table(spark, path)
+    added = [c for c in new_rows.columns if c not in target.columns]
+    if added:
+        # Filling them for changed resources only would leave the others' null: rebuild instead.
+        raise PermanentJobError(
+            f"{path} predates its columns {added}: rebuild it from bronze (remove the table, then run "
+            "silver_normalize with --lookback-days covering every bronze ingestion date)"
+        )
     stale = (
         target.join(changed_keys.select(F.col("resource_key").alias(key_column)), key_column, "left_semi")
         .join(new_rows.select(row_key_column), row_key_column, "left_anti")

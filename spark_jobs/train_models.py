@@ -18,6 +18,14 @@ or test). Candidates (random forest, gradient-boosted trees, logistic
 regression) are compared on validation AUC; the winner is refit on train and
 reported on test. The registered version becomes `@champion` only when it beats
 the current champion on the same test rows.
+
+Nothing to do is not a failure (the job ends JobSkipped, the task is skipped):
+- no gold yet, or no new gold since a model was last trained (same as-of date and
+  table versions; --force retrains anyway): that model is left as it is;
+- too few labelled rows for a model: its attempt is logged to MLflow as a skipped
+  run with the counts, the other model still trains, and a model that has a champion
+  counts the runs in a row it went without retraining (spark_jobs/model_registry.py),
+  which the training DAG pages on.
 """
 
 from __future__ import annotations
@@ -40,15 +48,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_jobs import codesets, gold_aggregate
-from spark_jobs.lakehouse import PermanentJobError, configure_logging, read_table, run_job, table_path
+from spark_jobs import codesets, gold_aggregate, model_registry
+from spark_jobs.lakehouse import JobSkipped, configure_logging, read_table, run_job, table_path
+from spark_jobs.model_registry import CHAMPION
 from spark_jobs.session import build_spark_session
 
 log = logging.getLogger("fhir_lakehouse.train")
 
 DIABETES_MODEL = "fhir_diabetes_risk"
 READMISSION_MODEL = "fhir_readmission_30d"
-CHAMPION = "champion"
 LABEL = "label"
 NOT_FEATURES = {
     "patient_id_hashed",
@@ -118,9 +126,7 @@ def diabetes_onset_labels(inputs: dict[str, DataFrame], cutoff: dt.date, as_of: 
     diabetes_codes = codesets.condition_groups()["diabetes"]
     diagnoses = (
         inputs["conditions"]
-        .filter(
-            F.col("code").isin(*diabetes_codes) & in_horizon(F.to_date(F.coalesce("onset_ts", "recorded_ts")))
-        )
+        .filter(F.col("code").isin(*diabetes_codes) & in_horizon(F.coalesce("onset_date", "recorded_date")))
         .select("patient_id_hashed", F.lit(1).alias(LABEL))
     )
     return results.unionByName(diagnoses).groupBy("patient_id_hashed").agg(F.max(LABEL).alias(LABEL))
@@ -299,12 +305,10 @@ def _plots(
 
 def champion_auc(mlflow, client, name: str, test: DataFrame) -> tuple[str | None, float | None]:
     """(version, AUC on these test rows) of the current champion, if it can be scored."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        version = str(client.get_model_version_by_alias(name, CHAMPION).version)
-    except MlflowException:
+    champion = model_registry.champion_version(client, name)
+    if champion is None:
         return None, None
+    version = str(champion.version)
     try:
         model = mlflow.spark.load_model(f"models:/{name}@{CHAMPION}")
         return version, auc(scored(model, test))
@@ -318,6 +322,46 @@ def champion_auc(mlflow, client, name: str, test: DataFrame) -> tuple[str | None
         return version, None
 
 
+def too_few_labels(sizes: dict[str, int], positives: dict[str, int], min_rows: int) -> str | None:
+    """Why these splits cannot train and evaluate a model, or None when they can."""
+    if min(sizes.values()) >= min_rows and all(0 < positives[k] < sizes[k] for k in sizes):
+        return None
+    return (
+        f"not enough labelled rows to train and evaluate (sizes {sizes}, positives {positives}; "
+        f"need >= {min_rows} rows per split and both classes in each)"
+    )
+
+
+def training_inputs(as_of: dt.date, data_versions: dict[str, int]) -> dict[str, str]:
+    """What a training attempt read: a model is not retrained on the same inputs."""
+    return {"as_of": str(as_of), **{table: str(version) for table, version in data_versions.items()}}
+
+
+def record_skip(mlflow, client, dataset: Dataset, inputs: dict[str, str], reason: str, counts: dict) -> dict:
+    """Log a model that could not be trained as a skipped MLflow run, and count it."""
+    with mlflow.start_run(run_name=f"skipped_{dataset.model_name}_{inputs['as_of']}") as run:
+        mlflow.set_tags(
+            {
+                **GOVERNANCE_TAGS,
+                "use_case": dataset.use_case,
+                "training_date": inputs["as_of"],
+                "label_definition": dataset.description,
+                "outcome": "skipped",
+                "skip_reason": reason,
+            }
+        )
+        mlflow.log_params({**counts, **{f"data_version_{k}": v for k, v in inputs.items() if k != "as_of"}})
+    skips = model_registry.record_not_retrained(client, dataset.model_name, inputs, reason)
+    log.warning(
+        "%s not trained: %s (MLflow run %s; runs in a row its champion went without retraining: %d)",
+        dataset.model_name,
+        reason,
+        run.info.run_id,
+        skips,
+    )
+    return {"skipped": reason, "run_id": run.info.run_id, "retrain_skips_in_a_row": skips}
+
+
 def train_and_register(
     spark: SparkSession,
     dataset: Dataset,
@@ -328,21 +372,29 @@ def train_and_register(
     data_versions: dict[str, int],
     min_rows: int,
 ) -> dict:
+    """Train, log and register one model; {"skipped": reason, ...} when its data cannot."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    mlflow.set_experiment(experiment_id=_experiment(mlflow, dataset.model_name, artifact_root))
+    client = MlflowClient()
+    inputs = training_inputs(as_of, data_versions)
     splits = {k: v.cache() for k, v in split_by_patient(dataset.rows, seed).items()}
     sizes = {k: v.count() for k, v in splits.items()}
     positives = {k: v.filter(F.col(LABEL) == 1).count() for k, v in splits.items()}
-    if (
-        min(sizes.values()) < min_rows
-        or min(positives.values()) == 0
-        or min(sizes[k] - positives[k] for k in sizes) == 0
-    ):
-        raise PermanentJobError(
-            f"{dataset.model_name}: not enough labelled rows to train and evaluate (sizes {sizes}, "
-            f"positives {positives}; need >= {min_rows} rows per split and both classes in each)"
-        )
+    reason = too_few_labels(sizes, positives, min_rows)
+    if reason is not None:
+        for frame in splits.values():
+            frame.unpersist()
+        counts = {
+            **{f"{k}_rows": v for k, v in sizes.items()},
+            **{f"{k}_positives": v for k, v in positives.items()},
+        }
+        return {
+            **record_skip(mlflow, client, dataset, inputs, reason, counts),
+            "rows": sizes,
+            "positives": positives,
+        }
     candidates = candidate_pipelines(dataset.features, seed)
     validation_auc, fitted = {}, {}
     for algorithm, pipeline in candidates.items():
@@ -356,8 +408,6 @@ def train_and_register(
     metrics = {"auc": test_auc, **classification_metrics(test_rows, threshold)}
     importances = feature_importances(model, dataset.features)
 
-    mlflow.set_experiment(experiment_id=_experiment(mlflow, dataset.model_name, artifact_root))
-    client = MlflowClient()
     with mlflow.start_run(run_name=f"{algorithm}_{dataset.model_name}_{as_of}") as run:
         mlflow.set_tags(
             {
@@ -366,6 +416,7 @@ def train_and_register(
                 "training_date": str(as_of),
                 "label_definition": dataset.description,
                 "algorithm": algorithm,
+                "outcome": "trained",
             }
         )
         estimator = model.stages[-1]
@@ -411,6 +462,7 @@ def train_and_register(
         client.set_model_version_tag(dataset.model_name, version, "threshold", str(threshold))
         for k, v in GOVERNANCE_TAGS.items():
             client.set_model_version_tag(dataset.model_name, version, k, v)
+    model_registry.record_trained(client, dataset.model_name, inputs)
     for frame in splits.values():
         frame.unpersist()
     log.info(
@@ -472,6 +524,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--min-rows", type=int, default=20, help="minimum rows per split")
     parser.add_argument(
+        "--force", action="store_true", help="retrain even on the inputs a model was last trained on"
+    )
+    parser.add_argument(
         "--models",
         nargs="+",
         default=[DIABETES_MODEL, READMISSION_MODEL],
@@ -485,12 +540,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, dict]:
     import mlflow
+    from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(args.tracking_uri)
-    if args.as_of == "latest":
-        args.as_of = gold_aggregate.latest_as_of(spark, args.lakehouse)
+    args.as_of = gold_aggregate.gold_as_of(spark, args.lakehouse, args.as_of)
     artifact_root = args.artifact_root or default_artifact_root(args.tracking_uri)
-    inputs = gold_aggregate.silver_inputs(spark, args.lakehouse)
     versions = table_versions(
         spark,
         args.lakehouse,
@@ -503,27 +557,45 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, dict]:
             ("gold", "readmission_features"),
         ],
     )
+    client = MlflowClient()
+    inputs = training_inputs(args.as_of, versions)
+    up_to_date = {
+        name
+        for name in args.models
+        if not args.force and model_registry.last_training_inputs(client, name) == inputs
+    }
+    if up_to_date == set(args.models):
+        raise JobSkipped(
+            f"no new gold since {', '.join(args.models)} were last trained (as of {args.as_of}, "
+            "same table versions); --force retrains"
+        )
+    silver = gold_aggregate.silver_inputs(spark, args.lakehouse)
     datasets = {
-        DIABETES_MODEL: lambda: diabetes_dataset(inputs, args.as_of, args.horizon_days),
+        DIABETES_MODEL: lambda: diabetes_dataset(silver, args.as_of, args.horizon_days),
         READMISSION_MODEL: lambda: readmission_dataset(
             read_table(spark, table_path(args.lakehouse, "gold", "readmission_features")).filter(
                 F.col("as_of_date") == F.lit(args.as_of)
             )
         ),
     }
-    results = {
-        name: train_and_register(
-            spark,
-            datasets[name](),
-            as_of=args.as_of,
-            artifact_root=artifact_root,
-            seed=args.seed,
-            data_versions=versions,
-            min_rows=args.min_rows,
+    results = {name: {"skipped": "no new gold since it was last trained"} for name in up_to_date}
+    for name in args.models:
+        if name not in up_to_date:
+            results[name] = train_and_register(
+                spark,
+                datasets[name](),
+                as_of=args.as_of,
+                artifact_root=artifact_root,
+                seed=args.seed,
+                data_versions=versions,
+                min_rows=args.min_rows,
+            )
+    gold_aggregate.release(silver)
+    if all("skipped" in result for result in results.values()):
+        raise JobSkipped(
+            "no model trained: "
+            + "; ".join(f"{name}: {result['skipped']}" for name, result in results.items())
         )
-        for name in args.models
-    }
-    gold_aggregate.release(inputs)
     return results
 
 

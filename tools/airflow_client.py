@@ -76,17 +76,22 @@ class AirflowClient:
     def runs(self, dag_id: str) -> list[dict]:
         return self.api("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
 
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
-        instances = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
-        return {ti["task_id"]: ti["state"] for ti in instances}
+        return {ti["task_id"]: ti["state"] for ti in self.task_instances(dag_id, run_id)}
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        response = requests.get(
-            f"{self.url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-            headers={**self._headers(), "Accept": "text/plain"},
-            timeout=60,
+        """The task try's log as text, one line per log event."""
+        body = self.api(
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+            params={"full_content": "true"},
         )
-        return response.text
+        return "\n".join(
+            event.get("event", "") if isinstance(event, dict) else str(event) for event in body["content"]
+        )
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 900, progress=None) -> dict:
         """Until the run succeeds or fails; `progress(states)` is called when task states change."""

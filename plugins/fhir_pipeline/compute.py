@@ -10,8 +10,10 @@ databricks: DatabricksSubmitRunOperator (deferrable) with the job cluster from
 include/databricks/job_cluster.json and a spark_python_task with the same
 arguments; secrets come from the cluster's secret-scope environment.
 
-A job exiting with status 2 (spark_jobs.lakehouse.EXIT_PERMANENT: bad input or
-configuration) fails the task at once: retrying cannot fix it.
+Both backends read a job's end the same way (spark_jobs/job_contract.py): a job
+that had nothing to do (JobSkipped) marks the task skipped, which pages nobody; a
+permanent failure (bad input or configuration) fails it at once, since retrying
+cannot fix it; any other failure retries per policy and then pages.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk.exceptions import AirflowSkipException
 
 from fhir_pipeline.config import REPO_ROOT, settings
+from spark_jobs.job_contract import EXIT_PERMANENT, EXIT_SKIPPED
 
 SPARK_JOBS = REPO_ROOT / "spark_jobs"
 # Environment the Spark job reads (see spark_jobs.phi and spark_jobs.session).
@@ -39,11 +43,17 @@ PASSED_ENV = (
     "MLFLOW_TRACKING_URI",
     "FHIR_SPARK_JARS_DIR",
 )
-EXIT_PERMANENT = 2
 
 
 class PermanentJobFailure(Exception):
-    """The Spark job reported a failure that a retry cannot fix (exit status 2)."""
+    """The Spark job reported a failure that a retry cannot fix (bad input or configuration)."""
+
+
+def permanent_failure(job: str) -> PermanentJobFailure:
+    return PermanentJobFailure(
+        f"spark_jobs.{job} failed permanently (bad input or configuration); "
+        "see the job log above for the reason. Not retrying."
+    )
 
 
 def spark_submit_conf() -> dict[str, str]:
@@ -130,11 +140,13 @@ class SparkJobOperator(SparkSubmitOperator):
             return super().execute(context)
         except Exception as exc:
             process = getattr(self._hook, "_submit_sp", None) if self._hook else None
-            if process is not None and process.returncode == EXIT_PERMANENT:
-                raise PermanentJobFailure(
-                    f"spark_jobs.{self.job} failed permanently (exit status 2: bad input or configuration); "
-                    "see the job log above for the reason. Not retrying."
+            returncode = process.returncode if process is not None else None
+            if returncode == EXIT_SKIPPED:
+                raise AirflowSkipException(
+                    f"spark_jobs.{self.job} had nothing to do: see its 'JobSkipped:' line above"
                 ) from exc
+            if returncode == EXIT_PERMANENT:
+                raise permanent_failure(self.job) from exc
             raise
 
 
@@ -162,9 +174,10 @@ def spark_job(task_id: str, job: str, job_args: list[str], **kwargs: Any):
     """A task running `spark_jobs/<job>.py` on the configured compute backend."""
     compute = settings()["compute"]
     if compute["backend"] == "databricks":
-        from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
+        from fhir_pipeline.databricks_job import DatabricksJobOperator  # provider import: not at parse time
 
-        return DatabricksSubmitRunOperator(
+        return DatabricksJobOperator(
+            job=job,
             task_id=task_id,
             json=databricks_run_json(job, job_args),
             databricks_conn_id=compute["databricks_conn_id"],

@@ -77,7 +77,7 @@ def settings() -> dict[str, Any]:
     return values
 
 
-CHANNELS = {"slack", "pagerduty", "email"}
+CHANNELS = {"log", "slack", "pagerduty", "email"}
 BACKENDS = {"spark_submit", "databricks"}
 
 
@@ -88,7 +88,13 @@ def validate(values: dict[str, Any]) -> None:
     unknown = set(values["alerts"]["channels"]) - CHANNELS
     if unknown:
         problems.append(f"alerts.channels has unknown {sorted(unknown)}; use {sorted(CHANNELS)}")
+    log_path = values["alerts"].get("log_path")
+    if not isinstance(log_path, str) or not log_path.strip():
+        problems.append("alerts.log_path must be a file path (the log channel, and every page's fallback)")
     if values["retries"]["retries"] < 2:
         problems.append("retries.retries must be >= 2")
+    page_after = values["ml"]["page_after_retrain_skips"]
+    if not isinstance(page_after, int) or page_after < 1:
+        problems.append("ml.page_after_retrain_skips must be an integer >= 1")
     if problems:
         raise ConfigError("invalid pipeline settings: " + "; ".join(problems))

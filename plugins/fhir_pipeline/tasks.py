@@ -27,6 +27,18 @@ def gold_asset():
     return Asset(name="fhir_gold", uri=uri)
 
 
+def gold_event_as_of(triggering_asset_events) -> str:
+    """The as-of date to train on: the newest one the gold Asset events that triggered
+    this run carry (publish_gold puts it in their extra), else "latest" (a scheduled run)."""
+    dates = [
+        event.extra["as_of"]
+        for events in triggering_asset_events.values()
+        for event in events
+        if (event.extra or {}).get("as_of")
+    ]
+    return max(dates, default="latest")
+
+
 def timeout(task: str) -> timedelta:
     minutes = settings()["timeouts"]
     return timedelta(minutes=minutes.get(task, minutes["default"]))

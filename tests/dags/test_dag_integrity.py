@@ -4,6 +4,7 @@ runbook says; DAG files stay cheap to parse."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import pytest
 from airflow.models import DagBag
-from fhir_pipeline.alerts import page_deadline_missed, page_on_call
+from fhir_pipeline.alerts import missing_alert_connections, page_deadline_missed, page_on_call
 from fhir_pipeline.compute import SparkJobOperator
 from fhir_pipeline.config import settings
 from fhir_pipeline.dag_policy import dag_breaches
+from fhir_pipeline.tasks import gold_event_as_of
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 EXPECTED = {"fhir_batch_pipeline", "fhir_ml_training", "fhir_lakehouse_maintenance"}
@@ -45,6 +47,18 @@ def test_every_task_pages_on_call_and_has_capped_backoff(bag):
             assert task.retry_exponential_backoff == retries["backoff_multiplier"]
             assert task.max_retry_delay == timedelta(minutes=retries["max_retry_delay_minutes"])
             assert task.has_retry_policy
+
+
+def test_default_alert_channels_need_no_connection(monkeypatch):
+    """A fresh clone pages on-call (the log channel) with nothing configured."""
+    for name in [name for name in os.environ if name.startswith("FHIR__ALERTS__")]:
+        monkeypatch.delenv(name)
+    settings.cache_clear()
+    try:
+        assert settings()["alerts"]["channels"] == ["log"]
+        assert missing_alert_connections() == []
+    finally:
+        settings.cache_clear()
 
 
 def test_batch_pipeline_runs_the_layers_in_order(bag):
@@ -108,7 +122,23 @@ def test_ml_training_runs_on_new_gold_data_and_weekly(bag):
     assert "name='fhir_gold'" in repr(dag.timetable.asset_condition)
     assert dag.timetable.timetable.expression == settings()["ml"]["schedule"]
     downstream = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
-    assert downstream["train_models"] == ["register_in_azure_ml", "score_risk"]
+    assert downstream["train_models"] == ["page_stale_champions", "register_in_azure_ml", "score_risk"]
+    # Scoring and the retraining page run also when training had nothing to do (skipped).
+    assert dag.get_task("score_risk").trigger_rule == "none_failed"
+    assert dag.get_task("page_stale_champions").trigger_rule == "none_failed"
+    train_args = dag.get_task("train_models").application_args
+    assert train_args[train_args.index("--as-of") + 1] == "{{ gold_event_as_of(triggering_asset_events) }}"
+
+
+def test_training_takes_the_newest_as_of_date_of_the_gold_events_that_triggered_it():
+    from types import SimpleNamespace
+
+    def events(*extras):
+        return {"fhir_gold": [SimpleNamespace(extra=extra) for extra in extras]}
+
+    assert gold_event_as_of(events({"as_of": "2026-11-19"}, {"as_of": "2026-11-20"}, None)) == "2026-11-20"
+    assert gold_event_as_of({}) == "latest"  # the weekly fallback
+    assert gold_event_as_of(events({"run_id": "manual"})) == "latest"
 
 
 @pytest.mark.parametrize("dag_file", sorted(p.name for p in DAGS.glob("*.py")))

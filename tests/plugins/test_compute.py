@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, TaskDeferred
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException, TaskDeferred
 from fhir_pipeline import compute, config, streaming
 from fhir_pipeline.compute import PermanentJobFailure, SparkJobOperator, databricks_run_json, spark_job
 from fhir_pipeline.tasks import retry_policy
@@ -72,6 +72,14 @@ def test_a_job_rejecting_its_arguments_fails_permanently():
         operator.execute(context={})
 
 
+def test_a_job_with_nothing_to_do_skips_the_task(tmp_path):
+    """Exit status 99 (spark_jobs.job_contract.EXIT_SKIPPED): skipped, not failed, no page."""
+    operator = SparkJobOperator(task_id="train_models", job="train_models", job_args=[])
+    operator._spark_binary = _fake_spark_submit(tmp_path, exit_code=99)
+    with pytest.raises(AirflowSkipException, match="train_models had nothing to do"):
+        operator.execute(context={})
+
+
 def test_other_failures_stay_retryable(tmp_path):
     operator = SparkJobOperator(task_id="bronze_ingest", job="bronze_ingest", job_args=[])
     operator._spark_binary = _fake_spark_submit(tmp_path, exit_code=1)
@@ -111,7 +119,7 @@ def test_databricks_backend_submits_the_exact_run_json(use_settings):
         "silver_normalize", "silver_normalize", ["--lakehouse", "abfss://x", "--run-date", "{{ ds }}"]
     )
     cluster = json.loads((REPO / "include" / "databricks" / "job_cluster.json").read_text())
-    assert type(operator).__name__ == "DatabricksSubmitRunOperator"
+    assert type(operator).__name__ == "DatabricksJobOperator"
     assert operator.deferrable
     assert operator.json == {
         "run_name": "fhir-silver_normalize",
@@ -137,7 +145,13 @@ class JobsApi(BaseHTTPRequestHandler):
     submitted: list[dict] = []
     polls: dict[int, int] = {}
     seen_states: dict[int, list[str]] = {}
-    outcome = {101: "SUCCESS", 102: "FAILED"}
+    outcome = {101: "SUCCESS", 102: "FAILED", 103: "FAILED", 104: "FAILED"}
+    # What runs/get-output says of each failed run's task: how its Python job ended.
+    errors = {
+        102: "PermanentJobError: No bronze tables",
+        103: "JobSkipped: no gold features yet at abfss://lake/gold/chronic_disease_features",
+        104: "Py4JJavaError: An error occurred while calling o41.save",
+    }
     run_now: list[dict] = []  # the streaming job's run-now calls
     listed: list[dict] = []  # its runs/list queries
     active_runs: list[int] = []
@@ -201,7 +215,7 @@ class JobsApi(BaseHTTPRequestHandler):
                 }
             )
         if path == "/api/2.2/jobs/runs/get-output":
-            return self._reply({"error": "PermanentJobError: No bronze tables", "metadata": {}})
+            return self._reply({"error": JobsApi.errors[run_id // 10], "metadata": {}})
         return self._reply({"error_code": "NOT_FOUND"}, 404)
 
 
@@ -282,16 +296,37 @@ def test_databricks_run_succeeds_through_pending_running_terminated(databricks):
     assert context["ti"].xcom["run_id"] == 101
 
 
-def test_databricks_run_failure_fails_the_task_with_the_job_error(databricks):
-    JobsApi.submitted.append({})  # the next run is 102, which fails
+def _databricks_run(run_id: int):
+    """The operator's run `run_id` through its life cycle: (resume, context, trigger payload)."""
+    JobsApi.submitted.extend({} for _ in range(run_id - 101))  # earlier runs take the lower ids
     operator = spark_job("silver_normalize", "silver_normalize", ["--run-date", "2026-11-20"])
     context, resume, payload = _run_through_lifecycle(operator)
+    assert JobsApi.seen_states[run_id][-1] == "TERMINATED"
     assert payload["errors"] == [
-        {"task_key": "silver_normalize", "run_id": 1020, "error": "PermanentJobError: No bronze tables"}
+        {"task_key": "silver_normalize", "run_id": run_id * 10, "error": JobsApi.errors[run_id]}
     ]
-    with pytest.raises(AirflowException, match="No bronze tables"):
+    return resume, context, payload
+
+
+def test_databricks_permanent_job_error_fails_the_task_without_retrying(databricks):
+    """Bad input on Databricks fails at once, as exit status 2 does with spark-submit."""
+    resume, context, payload = _databricks_run(102)
+    with pytest.raises(PermanentJobFailure, match="silver_normalize failed permanently"):
         resume(context, payload)
-    assert JobsApi.seen_states[102][-1] == "TERMINATED"
+
+
+def test_databricks_job_with_nothing_to_do_skips_the_task_with_its_reason(databricks):
+    resume, context, payload = _databricks_run(103)
+    with pytest.raises(AirflowSkipException, match="no gold features yet at abfss://lake/gold/"):
+        resume(context, payload)
+
+
+def test_databricks_other_failures_stay_retryable(databricks):
+    resume, context, payload = _databricks_run(104)
+    with pytest.raises(AirflowException, match="o41.save") as raised:
+        resume(context, payload)
+    assert not isinstance(raised.value, AirflowSkipException | PermanentJobFailure)
+    assert retry_policy().evaluate(raised.value, try_number=1, max_tries=4, context={}).action.value != "fail"
 
 
 def test_databricks_stream_is_found_by_its_active_runs_and_restarted_with_run_now(databricks, use_settings):

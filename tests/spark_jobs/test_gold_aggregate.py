@@ -20,16 +20,18 @@ MEASUREMENTS = (
 PATIENTS = "patient_id_hashed string, gender string, age_years int, age_as_of date"
 ENCOUNTERS = (
     "patient_id_hashed string, encounter_id string, encounter_class string, status string, "
-    "period_start timestamp, period_end timestamp, encounter_date date, length_of_stay_days int, "
-    "duration_hours double"
+    "period_start timestamp, period_end timestamp, encounter_date date, encounter_end_date date, "
+    "length_of_stay_days int, duration_hours double"
 )
 CONDITIONS = (
-    "patient_id_hashed string, code string, onset_ts timestamp, recorded_ts timestamp, abatement_ts timestamp"
+    "patient_id_hashed string, code string, onset_ts timestamp, onset_date date, recorded_ts timestamp, "
+    "recorded_date date, abatement_ts timestamp, abatement_date date"
 )
 MEDICATIONS = (
     "patient_id_hashed string, source_resource_type string, rxnorm_code string, code string, "
     "medication_reference string, status string, effective_start timestamp, effective_end timestamp, "
-    "start_date date, duration_days int, expected_supply_days double, number_of_repeats_allowed bigint"
+    "start_date date, end_date date, duration_days int, expected_supply_days double, "
+    "number_of_repeats_allowed bigint"
 )
 
 
@@ -42,12 +44,28 @@ def at(offset: int, hour: int = 9) -> dt.datetime:
     return dt.datetime.combine(day(offset), dt.time(hour))
 
 
-def measurement(patient, measure, offset, value, abnormal=False):
-    return (patient, measure, day(offset), at(offset), float(value), abnormal)
+def recorded(offset: int, time: str) -> tuple[dt.datetime, dt.date]:
+    """(UTC instant, date as recorded) of a FHIR dateTime on day AS_OF + offset at `time`
+    with its offset, e.g. "22:11:20-05:00": what silver stores as *_ts and *_date."""
+    local = dt.datetime.fromisoformat(f"{day(offset).isoformat()}T{time}")
+    return local.astimezone(dt.UTC).replace(tzinfo=None), local.date()
 
 
-def encounter(patient, encounter_id, klass, start_offset, end_offset, status="finished"):
-    start, end = at(start_offset, 8), at(end_offset, 16)
+def measurement(patient, measure, offset, value, abnormal=False, time="09:00:00Z"):
+    instant, date = recorded(offset, time)
+    return (patient, measure, date, instant, float(value), abnormal)
+
+
+def encounter(
+    patient,
+    encounter_id,
+    klass,
+    start_offset,
+    end_offset,
+    status="finished",
+    times=("08:00:00Z", "16:00:00Z"),
+):
+    (start, start_date), (end, end_date) = recorded(start_offset, times[0]), recorded(end_offset, times[1])
     return (
         patient,
         encounter_id,
@@ -55,10 +73,16 @@ def encounter(patient, encounter_id, klass, start_offset, end_offset, status="fi
         status,
         start,
         end,
-        start.date(),
-        (end.date() - start.date()).days,
+        start_date,
+        end_date,
+        (end_date - start_date).days,
         (end - start).total_seconds() / 3600,
     )
+
+
+def condition(patient, code, onset_offset):
+    onset, onset_date = recorded(onset_offset, "09:00:00Z")
+    return (patient, code, onset, onset_date, None, None, None, None)
 
 
 def medication(
@@ -83,6 +107,7 @@ def medication(
         start,
         end,
         start.date(),
+        end.date() if end else None,
         (end.date() - start.date()).days if end else None,
         supply_days,
         repeats,
@@ -220,6 +245,60 @@ def test_readmission_label_counts_day_30_not_day_31(inputs):
     assert rows["a1"].prior_inpatient_count_365d == 0
 
 
+def test_an_as_of_date_includes_what_is_dated_on_it_in_the_records_offset(inputs):
+    """Window boundaries that only the UTC dates cross: the recorded dates decide."""
+    data = inputs(
+        patients=[("p1", "female", 50, AS_OF)],
+        measurements=[
+            # The evening of the as-of date in New York is the next day in UTC: counted.
+            measurement("p1", "bp_systolic", 0, 150, time="23:30:00-05:00"),
+            # The morning of day -29 in Tokyo is day -30 in UTC: inside the 30 days.
+            measurement("p1", "bp_systolic", -29, 160, time="00:30:00+09:00"),
+            # The evening of day -30 in New York is day -29 in UTC: outside the 30 days.
+            measurement("p1", "bp_systolic", -30, 200, time="22:00:00-05:00"),
+            # The morning after the as-of date in Tokyo is still the as-of date in UTC: not counted.
+            measurement("p1", "hba1c", 1, 9.0, time="07:30:00+09:00"),
+            measurement("p1", "hba1c", 0, 6.0, time="23:00:00-08:00"),
+        ],
+    )
+    [row] = gold.chronic_disease_features(AS_OF, **data).collect()
+    assert row.avg_bp_systolic_30d == pytest.approx(155.0)
+    assert row.max_bp_systolic_30d == 160.0
+    assert (row.avg_hba1c_90d, row.last_hba1c, row.days_since_last_hba1c) == (6.0, 6.0, 0)
+    # The evening reading is that day's vital trend row, not the next day's.
+    daily = gold.daily_measures(data["measurements"])
+    trend_days = {r.observation_date for r in gold.vital_trends(daily, day(-1), AS_OF).collect()}
+    assert trend_days == {AS_OF}
+
+
+def test_readmission_counts_calendar_days_from_evening_discharges(inputs):
+    """Discharged at 22:11 -05:00 and 22:48 -04:00: their UTC dates are a day later, which
+    made an admission 31 calendar days later look like day 30."""
+    evening_ny, evening_edt = ("08:00:00-05:00", "22:11:20-05:00"), ("08:00:00-04:00", "22:48:00-04:00")
+    data = inputs(
+        patients=[("a", "male", 70, AS_OF), ("b", "female", 70, AS_OF)],
+        encounters=[
+            encounter("a", "a1", "IMP", -100, -95, times=evening_ny),
+            encounter("a", "a2", "IMP", -64, -60, times=("09:00:00-05:00", "12:00:00-05:00")),  # day 31
+            encounter("b", "b1", "IMP", -100, -95, times=evening_edt),
+            encounter("b", "b2", "IMP", -65, -60, times=("21:30:00-04:00", "12:00:00-04:00")),  # day 30
+        ],
+    )
+    rows = {r.encounter_id: r for r in gold.readmission_features(AS_OF, **data).collect()}
+    assert (rows["a1"].discharge_date, rows["a1"].readmission_30d, rows["a1"].days_to_readmission) == (
+        day(-95),
+        0,
+        None,
+    )
+    assert (rows["b1"].discharge_date, rows["b1"].readmission_30d, rows["b1"].days_to_readmission) == (
+        day(-95),
+        1,
+        30,
+    )
+    assert rows["a2"].days_since_previous_discharge == 31
+    assert rows["a1"].length_of_stay_days == 5
+
+
 def test_adherence_is_pdc_over_180_days(inputs):
     metformin, lisinopril = "860975", "314076"
     data = inputs(
@@ -270,13 +349,13 @@ def test_features_do_not_change_when_data_after_the_cutoff_is_added(inputs):
         patients=[("p1", "male", 66, day(-10))],
         measurements=[measurement("p1", "hba1c", -30, 6.1), measurement("p1", "bp_systolic", -3, 150)],
         encounters=[encounter("p1", "s1", "IMP", -50, -45), encounter("p1", "v1", "AMB", -10, -10)],
-        conditions=[("p1", "38341003", at(-300), None, None)],
+        conditions=[condition("p1", "38341003", -300)],
         medications=[medication("p1", "314076", -100, -10)],
     )
     future = dict(
         measurements=[measurement("p1", "hba1c", 1, 9.5), measurement("p1", "bp_systolic", 2, 200)],
         encounters=[encounter("p1", "s2", "IMP", 5, 9)],
-        conditions=[("p1", "44054006", at(3), None, None)],
+        conditions=[condition("p1", "44054006", 3)],
         medications=[medication("p1", "860975", 2, 60, status="active")],
     )
     combined = {k: history.get(k, []) + future.get(k, []) for k in set(history) | set(future)}

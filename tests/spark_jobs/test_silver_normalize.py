@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from spark_jobs import codesets, fhir_schemas, phi, silver_normalize
-from spark_jobs.lakehouse import read_table
+from spark_jobs.lakehouse import PermanentJobError, read_table
 from tests.lakehouse_helpers import RUN_DATE, TEST_PHI_KEY, ingest, normalize
 
 SILVER_TABLES = [t.name for t in silver_normalize.SILVER_TABLES]
@@ -287,6 +287,113 @@ def test_wrong_json_types_are_flagged_not_dropped(spark):
     assert "type_mismatch" in row.quality_issues
 
 
+def normalized(spark, resource_type: str, resources: list[dict]):
+    """Silver rows of `resources` of one type, as the job builds them (no Bundle context)."""
+    parsed = silver_normalize.parse_resources(
+        bronze_rows(spark, [{"resource": r} for r in resources]), resource_type
+    )
+    no_urns = silver_normalize.patient_urn_map(bronze_rows(spark, []))
+    with_patient = silver_normalize.resolve_patient(parsed, F.col("r")["subject"]["reference"], no_urns)
+    hash_id = phi.hasher(TEST_PHI_KEY)
+    if resource_type == "Encounter":
+        return silver_normalize.normalize_encounters(with_patient, hash_id)
+    if resource_type == "Condition":
+        return silver_normalize.normalize_conditions(with_patient, hash_id)
+    return silver_normalize.normalize_medications(with_patient, hash_id, resource_type)
+
+
+def utc(column: str):
+    """A timestamp column as UTC text (the session's time zone), whatever Python's zone is."""
+    return F.date_format(column, "yyyy-MM-dd HH:mm").alias(column)
+
+
+def test_clinical_dates_are_the_dates_recorded_and_instants_are_utc(spark):
+    """SPEC §5: the date is the calendar date written, in the record's own offset."""
+    recorded = {
+        "evening-new-york": "2026-01-20T23:30:00-05:00",
+        "early-tokyo": "2026-01-20T00:30:00+09:00",
+        "date-only": "2026-01-20",
+        "utc": "2026-01-20T23:30:00Z",
+        "partial": "2019-07",
+    }
+    resources = [dict(_hr(obs_id, 70.0), effectiveDateTime=when) for obs_id, when in recorded.items()]
+    rows = observations(spark, [{"resource": r} for r in resources]).select(
+        "observation_id", "observation_date", utc("observation_ts")
+    )
+    expected = [
+        ("evening-new-york", dt.date(2026, 1, 20), "2026-01-21 04:30"),
+        ("early-tokyo", dt.date(2026, 1, 20), "2026-01-19 15:30"),
+        ("date-only", dt.date(2026, 1, 20), "2026-01-20 00:00"),
+        ("utc", dt.date(2026, 1, 20), "2026-01-20 23:30"),
+        ("partial", dt.date(2019, 7, 1), "2019-07-01 00:00"),
+    ]
+    assertDataFrameEqual(rows, spark.createDataFrame(expected, rows.schema))
+
+
+def test_encounter_medication_and_condition_dates_are_local(spark):
+    subject = {"subject": {"reference": "Patient/p1"}}
+    # Admitted the evening of Jan 20 and discharged the evening of Jan 22 in New York: UTC
+    # dates would say Jan 21 to Jan 23, the same two days' stay.
+    stay = {
+        "resourceType": "Encounter",
+        "id": "e1",
+        "status": "finished",
+        "class": {"code": "IMP"},
+        "period": {"start": "2026-01-20T21:00:00-05:00", "end": "2026-01-22T22:11:20-05:00"},
+        **subject,
+    }
+    [encounter] = (
+        normalized(spark, "Encounter", [stay])
+        .select("encounter_date", "encounter_end_date", "length_of_stay_days", utc("period_end"))
+        .collect()
+    )
+    assert tuple(encounter) == (dt.date(2026, 1, 20), dt.date(2026, 1, 22), 2, "2026-01-23 03:11")
+    # An order written at 23:30 -05:00 for 30 days: supply from Jan 20 through Feb 19.
+    order = {
+        "resourceType": "MedicationRequest",
+        "id": "m1",
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {"coding": [{"system": silver_normalize.RXNORM, "code": "860975"}]},
+        "authoredOn": "2026-01-20T23:30:00-05:00",
+        "dispenseRequest": {"expectedSupplyDuration": {"value": 30, "unit": "days", "code": "d"}},
+        **subject,
+    }
+    [medication] = (
+        normalized(spark, "MedicationRequest", [order])
+        .select("start_date", "end_date", "duration_days", utc("effective_start"), utc("effective_end"))
+        .collect()
+    )
+    assert tuple(medication) == (
+        dt.date(2026, 1, 20),
+        dt.date(2026, 2, 19),
+        30,
+        "2026-01-21 04:30",
+        "2026-02-20 04:30",
+    )
+    diagnosis = {
+        "resourceType": "Condition",
+        "id": "c1",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+        "onsetDateTime": "2026-01-20T00:30:00+09:00",
+        "abatementDateTime": "2026-03-01",
+        "recordedDate": "2026-01-20T23:59:00-08:00",
+        **subject,
+    }
+    [condition] = (
+        normalized(spark, "Condition", [diagnosis])
+        .select("onset_date", "abatement_date", "recorded_date", utc("onset_ts"), utc("recorded_ts"))
+        .collect()
+    )
+    assert tuple(condition) == (
+        dt.date(2026, 1, 20),
+        dt.date(2026, 3, 1),
+        dt.date(2026, 1, 20),
+        "2026-01-19 15:30",
+        "2026-01-21 07:59",
+    )
+
+
 # --- Versions, components, deletes, reruns: through the real jobs ---------------------
 
 
@@ -433,6 +540,28 @@ def test_first_load_over_two_days_takes_the_newest_version_once(spark, tmp_path)
     assert summary["observations_normalized"]["resources_changed"] == 1
     obs = read_table(spark, str(lakehouse / "silver" / "observations_normalized"))
     assert [(r.observation_id, r.value_numeric) for r in obs.collect()] == [("hr-2", 80.0)]
+
+
+def test_a_silver_table_older_than_its_columns_asks_for_a_rebuild(spark, tmp_path):
+    """Merging new columns into old rows would leave every unchanged resource's null."""
+    path = str(tmp_path / "encounters_normalized")
+    spark.createDataFrame(
+        [("e1", dt.date(2026, 1, 20))], "encounter_id string, encounter_date date"
+    ).write.format("delta").save(path)
+    rows = spark.createDataFrame(
+        [("e1", dt.date(2026, 1, 20), dt.date(2026, 1, 22))],
+        "encounter_id string, encounter_date date, encounter_end_date date",
+    )
+    with pytest.raises(PermanentJobError, match=r"predates its columns \['encounter_end_date'\]: rebuild"):
+        silver_normalize.replace_resource_rows(
+            spark,
+            path,
+            rows,
+            rows.select(F.col("encounter_id").alias("resource_key")),
+            "encounter_id",
+            "encounter_id",
+            [],
+        )
 
 
 def test_first_load_summary_counts_resources_deletes_and_repeats(spark):

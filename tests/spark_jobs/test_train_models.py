@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from spark_jobs import azure_ml_deploy, score_risk, train_models
-from spark_jobs.lakehouse import read_table
-from spark_jobs.train_models import CHAMPION, DIABETES_MODEL, READMISSION_MODEL
+from spark_jobs import azure_ml_deploy, model_registry, score_risk, train_models
+from spark_jobs.lakehouse import JobSkipped, read_table
+from spark_jobs.model_registry import CHAMPION
+from spark_jobs.train_models import DIABETES_MODEL, READMISSION_MODEL
 
 pytestmark = pytest.mark.e2e
 
@@ -105,34 +106,91 @@ def test_champion_loads_by_alias_and_scores_every_patient(spark, trained):
     assert bad.count() == 0
 
 
+def _train(spark, trained, *extra: str) -> dict:
+    lakehouse, as_of, tracking_uri, _, _ = trained
+    argv = ["--lakehouse", str(lakehouse), "--tracking-uri", tracking_uri, "--as-of", as_of.isoformat()]
+    return train_models.run(spark, train_models.parse_args([*argv, *extra]))
+
+
 def test_a_retrained_model_that_is_not_better_does_not_take_the_alias(spark, trained):
+    """Forced onto the same inputs with a 1-day diabetes horizon: the diabetes model has too
+    few labelled patients and is skipped, while the readmission model still trains."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    _, _, tracking_uri, args, first = trained
-    again = train_models.run(
-        spark,
-        train_models.parse_args(
-            [
-                "--lakehouse",
-                str(args.lakehouse),
-                "--tracking-uri",
-                tracking_uri,
-                "--as-of",
-                args.as_of.isoformat(),
-                "--models",
-                READMISSION_MODEL,
-            ]
-        ),
-    )[READMISSION_MODEL]
+    _, _, tracking_uri, _, first = trained
+    again = _train(spark, trained, "--horizon-days", "1", "--force")
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient()
+    assert again[DIABETES_MODEL]["skipped"].startswith("not enough labelled rows")
+    readmission = again[READMISSION_MODEL]
     # Same data and seed: the same test AUC, which is not better, so the champion stays.
-    assert again["version"] == "2"
-    assert again["test_auc"] == pytest.approx(first[READMISSION_MODEL]["test_auc"])
-    assert not again["promoted"]
+    assert readmission["version"] == "2"
+    assert readmission["test_auc"] == pytest.approx(first[READMISSION_MODEL]["test_auc"])
+    assert not readmission["promoted"]
     assert client.get_model_version_by_alias(READMISSION_MODEL, CHAMPION).version == 1
-    assert client.get_run(again["run_id"]).data.tags["champion_decision"].startswith("kept champion v1")
+    assert client.get_run(readmission["run_id"]).data.tags["champion_decision"].startswith("kept champion v1")
+
+
+def test_training_again_on_the_same_gold_is_skipped_with_its_reason(spark, trained):
+    """The weekly fallback after no new batch run: nothing to do, not a failure."""
+    with pytest.raises(
+        JobSkipped, match="no new gold since fhir_diabetes_risk, fhir_readmission_30d were last"
+    ):
+        _train(spark, trained)
+
+
+def test_a_model_with_too_few_labels_is_skipped_logged_and_counted(spark, trained):
+    """A 1-day horizon leaves almost no labelled patients: the diabetes model is not
+    retrained, its attempt is an MLflow run with the counts, and its champion (from the
+    fixture) counts one more run without retraining each time."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    _, _, tracking_uri, _, _ = trained
+    client = MlflowClient(tracking_uri=tracking_uri)
+    champion_before = client.get_model_version_by_alias(DIABETES_MODEL, CHAMPION).version
+
+    def skips() -> int:
+        return int(client.get_registered_model(DIABETES_MODEL).tags.get(model_registry.SKIPS_TAG, "0"))
+
+    counted = [skips()]
+    for _ in range(2):
+        with pytest.raises(
+            JobSkipped, match="no model trained: fhir_diabetes_risk: not enough labelled rows"
+        ):
+            _train(spark, trained, "--models", DIABETES_MODEL, "--horizon-days", "1", "--force")
+        counted.append(skips())
+    assert counted[1:] == [counted[0] + 1, counted[0] + 2]
+    assert client.get_model_version_by_alias(DIABETES_MODEL, CHAMPION).version == champion_before
+    mlflow.set_tracking_uri(tracking_uri)
+    [run, *_] = mlflow.search_runs(
+        experiment_names=[DIABETES_MODEL], filter_string="tags.outcome = 'skipped'", output_format="list"
+    )
+    assert run.data.tags["skip_reason"].startswith("not enough labelled rows")
+    assert int(run.data.params["test_rows"]) < 20
+    [stale] = model_registry.stale_champions_to_page(client, page_after=2)
+    assert (stale.model, stale.skips) == (DIABETES_MODEL, counted[-1])
+
+
+def test_scoring_uses_the_champions_there_are(spark, trained):
+    """A model without a champion (never trained on enough rows) is not scored; the others are."""
+    from mlflow.tracking import MlflowClient
+
+    lakehouse, as_of, tracking_uri, _, _ = trained
+    client = MlflowClient(tracking_uri=tracking_uri)
+    champion = client.get_model_version_by_alias(READMISSION_MODEL, CHAMPION).version
+    client.delete_registered_model_alias(READMISSION_MODEL, CHAMPION)
+    argv = ["--lakehouse", str(lakehouse), "--tracking-uri", tracking_uri, "--as-of", as_of.isoformat()]
+    try:
+        counts = score_risk.run(spark, score_risk.parse_args(argv))
+    finally:
+        client.set_registered_model_alias(READMISSION_MODEL, CHAMPION, champion)
+    assert set(counts) == {DIABETES_MODEL} and counts[DIABETES_MODEL] > 0
+    scores = read_table(spark, str(lakehouse / "gold" / "risk_scores")).filter(
+        F.col("as_of_date") == F.lit(as_of)
+    )
+    assert {r.model_name for r in scores.select("model_name").distinct().collect()} == {DIABETES_MODEL}
 
 
 class _Poller:
