@@ -687,6 +687,19 @@ def test_sample_silver_rows_reconcile_with_the_input(spark, samples_silver):
     assert obs.select("observation_id").distinct().count() == len(latest)
 
 
+def test_sample_encounter_keeps_the_date_it_records(spark, samples_silver):
+    """HL7's Encounter-emerg starts 2017-02-01T07:15:00+10:00: the 1st where it happened,
+    though its UTC instant is on January 31st."""
+    _, lakehouse, _ = samples_silver
+    [emergency] = (
+        read_table(spark, str(lakehouse / "silver" / "encounters_normalized"))
+        .filter(F.col("encounter_id") == "emerg")
+        .select("encounter_date", utc("period_start"))
+        .collect()
+    )
+    assert tuple(emergency) == (dt.date(2017, 2, 1), "2017-01-31 21:15")
+
+
 def test_sample_synthea_yields_the_tracked_measures(spark, samples_silver):
     _, lakehouse, _ = samples_silver
     obs = read_table(spark, str(lakehouse / "silver" / "observations_normalized"))
