@@ -36,8 +36,9 @@ class PermanentJobError(RuntimeError):
     (argparse exits with the same status for bad arguments)."""
 
 
-class JobSkipped(Exception):  # noqa: N818 - the name is the message prefix the orchestrator reads
-    """The job had nothing to do (no data yet, nothing new): not a failure."""
+class JobSkipped(Exception):
+    """The job had nothing to do (no data yet, nothing new): not a failure. On Databricks
+    the class name is what the orchestrator reads in the run's error (job_contract)."""
 
 
 def run_job(main: Callable[[], object]) -> None:

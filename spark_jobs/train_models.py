@@ -350,14 +350,17 @@ def record_skip(mlflow, client, dataset: Dataset, inputs: dict[str, str], reason
                 "skip_reason": reason,
             }
         )
-        mlflow.log_params({**counts, **{f"data_version_{k}": v for k, v in inputs.items() if k != "as_of"}})
+        mlflow.log_params(
+            {
+                "as_of": inputs["as_of"],
+                **counts,
+                **{f"data_version_{k}": v for k, v in inputs.items() if k != "as_of"},
+            }
+        )
     skips = model_registry.record_not_retrained(client, dataset.model_name, inputs, reason)
+    champion = f"its champion's runs in a row without retraining: {skips}" if skips else "no champion yet"
     log.warning(
-        "%s not trained: %s (MLflow run %s; runs in a row its champion went without retraining: %d)",
-        dataset.model_name,
-        reason,
-        run.info.run_id,
-        skips,
+        "%s not trained: %s (MLflow run %s; %s)", dataset.model_name, reason, run.info.run_id, champion
     )
     return {"skipped": reason, "run_id": run.info.run_id, "retrain_skips_in_a_row": skips}
 

@@ -125,7 +125,12 @@ def test_gold_asset_event_starts_ml_training_which_scores_patients(spark, local,
     run = airflow.wait_for_run("fhir_ml_training", triggered[0]["dag_run_id"], timeout=1200)
     _assert_success(airflow, "fhir_ml_training", run)
     states = airflow.task_states("fhir_ml_training", run["dag_run_id"])
-    assert states == {"train_models": "success", "register_in_azure_ml": "skipped", "score_risk": "success"}
+    assert states == {
+        "train_models": "success",
+        "register_in_azure_ml": "skipped",
+        "score_risk": "success",
+        "page_stale_champions": "success",
+    }
     scores = read_table(spark, str(lakehouse / "gold" / "risk_scores")).filter(
         F.col("as_of_date") == F.lit(RUN_DAY)
     )

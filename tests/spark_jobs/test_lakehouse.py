@@ -1,4 +1,5 @@
-"""The lakehouse helpers that need no table: running independent actions side by side."""
+"""The lakehouse helpers that need no table: running independent actions side by side,
+and how a job's end reaches the orchestrator."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import threading
 
 import pytest
 
-from spark_jobs.lakehouse import run_concurrently
+from spark_jobs.bronze_ingest import LandingError
+from spark_jobs.job_contract import EXIT_PERMANENT, EXIT_SKIPPED, PERMANENT_ERROR_PREFIX, SKIPPED_ERROR_PREFIX
+from spark_jobs.lakehouse import JobSkipped, PermanentJobError, run_concurrently, run_job
 
 
 def test_run_concurrently_returns_each_result_by_name_and_runs_side_by_side():
@@ -38,3 +41,36 @@ def test_run_concurrently_finishes_every_action_then_raises_the_first_failure(ca
         )
     assert finished == ["ok"]
     assert "z failed too: second" in caplog.text
+
+
+def _ending(error: Exception):
+    def main():
+        raise error
+
+    return main
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(JobSkipped("no gold features yet"), EXIT_SKIPPED), (LandingError("no landing folder"), EXIT_PERMANENT)],
+)
+def test_with_spark_submit_a_job_ends_with_the_status_the_orchestrator_reads(error, status):
+    with pytest.raises(SystemExit) as ended:
+        run_job(_ending(error))
+    assert ended.value.code == status
+
+
+@pytest.mark.parametrize(
+    ("error", "prefix"),
+    [
+        (JobSkipped("no gold features yet"), SKIPPED_ERROR_PREFIX),
+        (LandingError("no folder"), PERMANENT_ERROR_PREFIX),
+    ],
+)
+def test_on_databricks_a_job_ends_with_an_error_named_by_its_base_class(monkeypatch, error, prefix):
+    """The run's error is "<class>: <message>"; a subclass (LandingError) reads as its base."""
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
+    with pytest.raises((JobSkipped, PermanentJobError)) as raised:
+        run_job(_ending(error))
+    assert f"{type(raised.value).__name__}: {raised.value}".startswith(prefix)
+    assert str(raised.value) == str(error)
