@@ -53,8 +53,9 @@ def record_trained(client, name: str, inputs: dict[str, str]) -> None:
     """A version was trained on `inputs`: any episode of failed retraining is over."""
     client.set_registered_model_tag(name, INPUTS_TAG, json.dumps(inputs, sort_keys=True))
     client.set_registered_model_tag(name, SKIPS_TAG, "0")
+    tags = _tags(client, name)
     for tag in (SKIP_REASON_TAG, PAGED_TAG):
-        if tag in _tags(client, name):
+        if tag in tags:
             client.delete_registered_model_tag(name, tag)
 
 
