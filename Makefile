@@ -44,7 +44,7 @@ export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[2]", 
 export AIRFLOW_CONN_FS_DEFAULT ?= {"conn_type": "fs", "extra": {"path": "/"}}
 export AIRFLOW__API__BASE_URL ?= http://localhost:8080
 
-.PHONY: help setup lock test demo airflow down generate env clean bench bench-stream
+.PHONY: help setup lock test demo airflow down generate env clean bench bench-stream r4-elements
 
 help:
 	@echo "make demo      set up, start Airflow, run the pipeline on a day of synthetic data (PATIENTS=$(PATIENTS))"
@@ -54,6 +54,7 @@ help:
 	@echo "make down      stop every process 'make airflow' started"
 	@echo "make generate  synthetic FHIR landing data: PATIENTS=$(PATIENTS) SEED=$(SEED) DATE=$(DATE)"
 	@echo "make lock      re-resolve constraints.txt from requirements*.txt"
+	@echo "make r4-elements  regenerate include/fhir/r4_elements.json from the FHIR R4 StructureDefinitions"
 	@echo "make bench SCALE=10000  benchmark every stage vs the Parquet floor and Pathling (bench/results/)"
 	@echo "make bench-stream  streaming write-to-commit latency p50/p95 (bench/results/)"
 	@echo "eval \$$(make -s env)  export this environment into your shell"
@@ -147,6 +148,10 @@ bench-stream: setup
 generate: setup
 	python -m tools.fhir_generator --patients $(PATIENTS) --seed $(SEED) \
 	    --out $(FHIR_LANDING_URI) --date $(DATE) --overwrite
+
+# The FHIR R4 element table the ViewDefinition engine reads, from the pinned HAPI jar (tools/r4_elements.py).
+r4-elements: $(VENV)/.installed
+	$(VENV)/bin/python -m tools.r4_elements --out include/fhir/r4_elements.json
 
 # --- Airflow (embedded default: standalone, SQLite, LocalExecutor) -------------
 # The alert check first: a switched-on alert channel without its connection is

@@ -8,7 +8,9 @@ Every day (cron `batch.schedule` in `include/config/pipeline.yaml`, UTC), for ru
    form says *skip sensor*.
 2. **bronze_ingest** - every record of the extract into `bronze/fhir_raw` or
    `bronze/quarantine`, counts in `bronze/ingest_runs`.
-3. **silver_normalize** - de-identified silver tables, re-processing *lookback days*.
+3. **silver_normalize** - de-identified silver tables, re-processing *lookback days*,
+   and a `silver/<name>` table per ViewDefinition in `include/views/` (and in
+   `views.extra_folder`).
 4. **gold_aggregate** - trends and ML features as of D.
 5. **quality_gate** - fails with the list of breaches when the thresholds in
    `include/config/quality.yaml` are crossed (no retry).
@@ -43,6 +45,7 @@ from fhir_pipeline.tasks import (
 )
 
 batch = settings()["batch"]
+views_folder = settings()["views"]["extra_folder"]
 paths = storage()
 GOLD = gold_asset()
 
@@ -120,6 +123,7 @@ with DAG(
             RUN_DATE,
             "--lookback-days",
             "{{ params.lookback_days }}",
+            *(["--views-folder", views_folder] if views_folder else []),
         ],
         execution_timeout=timeout("silver_normalize"),
     )

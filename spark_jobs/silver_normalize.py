@@ -61,6 +61,7 @@ from spark_jobs.lakehouse import (
     table_path,
 )
 from spark_jobs.session import READ_SPLIT_BYTES, build_spark_session, without_parquet_dictionary
+from spark_jobs.sof.catalog import RESOURCE_KEY, ROW_ID, SilverView, load_views, silver_view_rows
 
 log = logging.getLogger("fhir_lakehouse.silver")
 
@@ -775,10 +776,11 @@ class SilverTable:
     row_key_column: str  # one per row
     # Liquid clustering, not partitions: a partition per clinical date is a tiny file per date.
     cluster_by: tuple[str, ...]
+    view: SilverView | None = None  # a ViewDefinition's table (include/views/ or the extra folder)
 
     def resource_key(self, resource_type: str, resource_id: Column, hash_id: HashFn) -> Column:
         """The value `key_column` holds for a resource (never a raw patient id)."""
-        if self.key_column == "patient_id_hashed":
+        if self.key_column == "patient_id_hashed" or (self.view is not None and resource_type == "Patient"):
             return hash_id(resource_id)
         if self.key_column == "medication_record_id":
             return F.concat(F.lit(f"{resource_type}/"), resource_id)
@@ -869,21 +871,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="bronze ingestion dates to (re)process, ending at --run-date",
     )
+    parser.add_argument(
+        "--views-folder",
+        help="a folder (local or abfss://) of ViewDefinitions to materialize besides include/views/",
+    )
     args = parser.parse_args(argv)
     if args.lookback_days < 1:
         parser.error("--lookback-days must be >= 1")
     return args
 
 
+def view_tables(spark: SparkSession, views_folder: str | None) -> tuple[SilverTable, ...]:
+    """A silver table per ViewDefinition, all checked before any data is read."""
+    reserved = {t.name for t in SILVER_TABLES} | {"resource_tombstones"}
+    return tuple(
+        SilverTable(view.name, (view.compiled.resource,), RESOURCE_KEY, ROW_ID, (), view=view)
+        for view in load_views(spark, views_folder, reserved)
+    )
+
+
+def read_bronze(spark: SparkSession, lakehouse: str, resource_types: set[str], in_window: Column) -> dict:
+    """Bronze records in the window per resource type: its typed raw table, else its
+    partition of fhir_raw (every type lands there)."""
+    bronze = {
+        resource_type: read_table(spark, table_path(lakehouse, "bronze", table)).filter(in_window)
+        for resource_type, table in BRONZE_TABLE.items()
+        if _bronze_exists(spark, lakehouse, table)
+    }
+    others = sorted(resource_types - set(BRONZE_TABLE))
+    if others and _bronze_exists(spark, lakehouse, "fhir_raw"):
+        raw = read_table(spark, table_path(lakehouse, "bronze", "fhir_raw")).filter(in_window)
+        for resource_type in others:
+            bronze[resource_type] = raw.filter(F.col("resource_type") == resource_type).drop("resource_type")
+    return bronze
+
+
 def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
     hash_id = phi.hasher(phi_key)
     first_day = args.run_date - dt.timedelta(days=args.lookback_days - 1)
     in_window = F.col("ingestion_date").between(F.lit(first_day), F.lit(args.run_date))
-    bronze = {
-        resource_type: read_table(spark, table_path(args.lakehouse, "bronze", table)).filter(in_window)
-        for resource_type, table in BRONZE_TABLE.items()
-        if _bronze_exists(spark, args.lakehouse, table)
-    }
+    views = view_tables(spark, args.views_folder)
+    bronze = read_bronze(spark, args.lakehouse, {t.resource_types[0] for t in views}, in_window)
     if not bronze:
         raise RuntimeError(
             f"No bronze tables under {args.lakehouse}/bronze: run bronze_ingest for {args.run_date} first."
@@ -916,11 +944,12 @@ def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
     # The small tables are normalized two at a time: one table's short jobs, planning
     # and Delta commits leave gaps the other fills (at 10k patients the job took
     # 60.5 -> 57.5 s, 2 pairs). Observations, most of the volume, then run alone.
-    observations = [t for t in SILVER_TABLES if t.name == "observations_normalized"]
-    others = [t for t in SILVER_TABLES if t not in observations]
+    tables = SILVER_TABLES + views
+    observations = [t for t in tables if t.name == "observations_normalized"]
+    others = [t for t in tables if t not in observations]
     summaries = run_concurrently({t.name: partial(normalize_table, job, t) for t in others}, max_workers=2)
     summaries.update({t.name: normalize_table(job, t) for t in observations})
-    return {t.name: summaries[t.name] for t in SILVER_TABLES if summaries.get(t.name) is not None}
+    return {t.name: summaries[t.name] for t in tables if summaries.get(t.name) is not None}
 
 
 @dataclass(frozen=True)
@@ -989,11 +1018,14 @@ def normalize_table(job: SilverRun, table: SilverTable) -> dict | None:
             every_record_applies = sum(by_kind.values()) == versions.count()
         changes.append(changed)
         records = versions if every_record_applies else records_of(versions, changed)
-        live = parse_resources(records.filter(~F.col("is_delete")), resource_type)
+        live = records.filter(~F.col("is_delete"))
+        if table.view is not None:
+            new_rows.append(silver_view_rows(live, table.view, source_columns(), job.hash_id))
+            continue
         new_rows.append(
             _normalize(
                 resource_type,
-                live,
+                parse_resources(live, resource_type),
                 job.urn_map,
                 job.measures,
                 job.severities,

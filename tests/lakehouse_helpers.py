@@ -40,7 +40,13 @@ def ingest(spark, landing: Path, lakehouse: Path, run_date: dt.date = RUN_DATE, 
     return bronze_ingest.run(spark, args)
 
 
-def normalize(spark, lakehouse: Path, run_date: dt.date = RUN_DATE, lookback_days: int = 1) -> dict:
+def normalize(
+    spark,
+    lakehouse: Path,
+    run_date: dt.date = RUN_DATE,
+    lookback_days: int = 1,
+    views_folder: str | None = None,
+) -> dict:
     args = silver_normalize.parse_args(
         [
             "--lakehouse",
@@ -49,6 +55,7 @@ def normalize(spark, lakehouse: Path, run_date: dt.date = RUN_DATE, lookback_day
             run_date.isoformat(),
             "--lookback-days",
             str(lookback_days),
+            *(["--views-folder", views_folder] if views_folder else []),
         ]
     )
     return silver_normalize.run(spark, args, TEST_PHI_KEY)

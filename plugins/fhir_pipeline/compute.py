@@ -69,15 +69,18 @@ def spark_submit_conf() -> dict[str, str]:
 
 
 def package_spark_jobs() -> str:
-    """spark_jobs/ as a zip for --py-files, rebuilt only when its sources change."""
-    sources = sorted(SPARK_JOBS.glob("*.py"))
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
+    """spark_jobs/ (with its subpackages) as a zip for --py-files, rebuilt only when
+    its sources change."""
+    sources = sorted(SPARK_JOBS.rglob("*.py"))
+    digest = hashlib.sha256(
+        b"".join(p.relative_to(SPARK_JOBS).as_posix().encode() + p.read_bytes() for p in sources)
+    ).hexdigest()[:16]
     target = Path(tempfile.gettempdir()) / f"fhir_spark_jobs-{digest}.zip"
     if not target.exists():
         partial = target.with_suffix(f".{os.getpid()}.tmp")
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sources:
-                archive.write(path, f"spark_jobs/{path.name}")
+                archive.write(path, f"spark_jobs/{path.relative_to(SPARK_JOBS).as_posix()}")
         partial.replace(target)
     return str(target)
 

@@ -91,6 +91,8 @@ def validate(values: dict[str, Any]) -> None:
     log_path = values["alerts"].get("log_path")
     if not isinstance(log_path, str) or not log_path.strip():
         problems.append("alerts.log_path must be a file path (the log channel, and every page's fallback)")
+    if not isinstance(values["views"]["extra_folder"], str):
+        problems.append("views.extra_folder must be a folder URI, or empty for none")
     if values["retries"]["retries"] < 2:
         problems.append("retries.retries must be >= 2")
     page_after = values["ml"]["page_after_retrain_skips"]

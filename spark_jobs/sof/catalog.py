@@ -1,0 +1,92 @@
+"""The views silver materializes: every ViewDefinition in include/views/ and in an
+extra folder from configuration (local or abfss://), each becoming `silver/<name>`,
+checked (FHIRPath, R4 elements, PHI policy) before any data is read."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_jobs.codesets import include_path
+from spark_jobs.lakehouse import PermanentJobError
+from spark_jobs.sof import phi_policy
+from spark_jobs.sof.compiler import ViewCompileError
+from spark_jobs.sof.view import CompiledView, compile_view, view_rows
+
+TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# Columns every view table carries beside the view's own (SilverTable's key and row key
+# for versions, tombstones and the MERGE, and the silver provenance columns).
+RESOURCE_KEY = "resource_key"
+ROW_INDEX = "view_row_index"
+ROW_ID = "view_row_id"
+
+
+@dataclass(frozen=True)
+class SilverView:
+    name: str
+    source: str  # the file it came from, for error messages
+    compiled: CompiledView
+
+
+def _definitions(spark: SparkSession, extra_folder: str | None) -> list[tuple[str, str]]:
+    """(source, JSON text) of every view file, the repository's first."""
+    files = sorted(include_path("views").glob("*.json"))
+    found = [(str(path), path.read_text()) for path in files]
+    if extra_folder:
+        try:
+            texts = spark.read.text(f"{extra_folder.rstrip('/')}/*.json", wholetext=True)
+            rows = texts.select(F.input_file_name().alias("path"), "value").collect()  # a few small files
+        except Exception as exc:  # noqa: BLE001 - Spark's AnalysisException: nothing matched
+            if "PATH_NOT_FOUND" not in str(exc):
+                raise
+            rows = []
+        found += sorted((row.path, row.value) for row in rows)
+    return found
+
+
+def load_views(spark: SparkSession, extra_folder: str | None, reserved: set[str]) -> list[SilverView]:
+    """Every view, compiled and checked; a PermanentJobError naming the file and the
+    problem when one cannot run (nothing is read or written then)."""
+    views, names = [], {}
+    for source, text in _definitions(spark, extra_folder):
+        try:
+            view = json.loads(text)
+            compiled = compile_view(view)
+            phi_policy.check(compiled)
+        except (json.JSONDecodeError, ViewCompileError) as exc:
+            raise PermanentJobError(f"view {source}: {exc}") from None
+        name = view.get("name")
+        if not isinstance(name, str) or not TABLE_NAME.match(name):
+            raise PermanentJobError(
+                f"view {source}: 'name' must be a table name (lower case, digits, _), got {name!r}"
+            )
+        if name in reserved or name in names:
+            raise PermanentJobError(
+                f"view {source}: table name {name!r} is taken ({names.get(name, 'silver')})"
+            )
+        clash = {RESOURCE_KEY, ROW_INDEX, ROW_ID} & set(compiled.columns) | {
+            c for c in compiled.columns if c.startswith("source_")
+        }
+        if clash:
+            raise PermanentJobError(f"view {source}: column name(s) {sorted(clash)} are reserved for silver")
+        names[name] = source
+        views.append(SilverView(name, source, compiled))
+    return views
+
+
+def silver_view_rows(
+    live: DataFrame, view: SilverView, provenance: list[Column], hash_id: Callable[[Column], Column]
+) -> DataFrame:
+    """A view's silver rows from bronze records (with resource_key and version_order):
+    the view's columns (Patient keys hashed), the resource key, a row id per row of a
+    resource version, and the provenance every silver row carries."""
+    carried = live.select(F.col(RESOURCE_KEY), *provenance, F.col("resource_json"))
+    keep = tuple(c for c in carried.columns if c != "resource_json")
+    rows = view_rows(carried, view.compiled, keep=keep, position=ROW_INDEX)
+    rows = phi_policy.hash_patient_keys(rows, view.compiled, hash_id)
+    return rows.withColumn(ROW_ID, F.concat_ws("#", F.col(RESOURCE_KEY), F.col(ROW_INDEX).cast("string")))

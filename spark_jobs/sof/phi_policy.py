@@ -1,0 +1,70 @@
+"""The PHI policy every governed view passes before it runs (include/fhir/phi_policy.json):
+an allow-list by FHIR type and element path of what may leave bronze, and HMAC
+hashing of the Patient keys a view outputs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import cache
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from spark_jobs.codesets import include_path
+from spark_jobs.sof import r4
+from spark_jobs.sof.compiler import Value, ViewCompileError
+from spark_jobs.sof.view import CompiledView
+
+
+class PhiPolicyError(ViewCompileError):
+    """A view whose output would carry PHI; the message names the column and the rule."""
+
+
+@cache
+def policy() -> dict:
+    loaded = json.loads(include_path("fhir", "phi_policy.json").read_text())
+    required = {"allowed_primitive_types", "allowed_text", "refused_types", "refused_paths"}
+    missing = required - set(loaded)
+    if missing:
+        raise ValueError(f"include/fhir/phi_policy.json lacks {sorted(missing)}")
+    return loaded
+
+
+def refusal(value: Value) -> str | None:
+    """Why `value` may not leave bronze, or None."""
+    rules = policy()
+    if value.patient_key:
+        return "a Patient key in a collection: output one per row" if value.many else None
+    if value.node is not None:
+        return f"a whole {value.type}: select the elements it needs"
+    for step in sorted(value.through):
+        if step in rules["refused_types"]:
+            return rules["refused_types"][step]
+        if step in rules["refused_paths"]:
+            return rules["refused_paths"][step]
+    if value.type.startswith("System."):
+        return None  # computed: a boolean, number, literal or the join of allowed values
+    if r4.primitive_system_type(value.type) is None or value.type in rules["allowed_primitive_types"]:
+        return None
+    read_as = [step for step in value.through if "." in step]
+    if any(step in rules["allowed_text"] for step in read_as):
+        return None
+    return f"free text ({value.type}) outside the allowed text elements"
+
+
+def check(compiled: CompiledView) -> None:
+    """Refuse the view, before it reads data, when a column would carry PHI."""
+    for name, values in compiled.values.items():
+        for value in values:
+            reason = refusal(value)
+            if reason:
+                raise PhiPolicyError(f"column {name!r}: refused by the PHI policy: {reason}")
+
+
+def hash_patient_keys(
+    rows: DataFrame, compiled: CompiledView, hash_id: Callable[[Column], Column]
+) -> DataFrame:
+    """The view's rows with every Patient key column HMAC-hashed."""
+    keyed = [name for name, values in compiled.values.items() if any(v.patient_key for v in values)]
+    return rows.withColumns({name: hash_id(F.col(name)) for name in keyed}) if keyed else rows
