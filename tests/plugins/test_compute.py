@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pyarrow.parquet as pq
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException, TaskDeferred
 from fhir_pipeline import compute, config, streaming
@@ -37,11 +41,44 @@ def use_settings(monkeypatch):
     config.settings.cache_clear()
 
 
-def test_spark_jobs_package_holds_every_job_module():
+def test_spark_jobs_package_holds_every_job_module_and_subpackage():
     archive = compute.package_spark_jobs()
     names = set(zipfile.ZipFile(archive).namelist())
-    assert {f"spark_jobs/{p.name}" for p in (REPO / "spark_jobs").glob("*.py")} == names
+    sources = (REPO / "spark_jobs").rglob("*.py")
+    assert {f"spark_jobs/{p.relative_to(REPO / 'spark_jobs').as_posix()}" for p in sources} == names
+    assert {"spark_jobs/sof/__init__.py", "spark_jobs/sof/view.py"} <= names
     assert compute.package_spark_jobs() == archive  # rebuilt only when sources change
+
+
+def test_a_view_job_runs_through_spark_submit_with_the_repository_off_the_path(tmp_path):
+    """spark_jobs and its view engine come from the shipped zip alone (as on a cluster):
+    no PYTHONPATH, started from another folder."""
+    synthea = REPO / "tests" / "fixtures" / "fhir-samples" / "synthea-ndjson-pathling"
+    out = tmp_path / "immunizations"
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    env.update(
+        FHIR_INCLUDE_DIR=str(REPO / "include"),
+        FHIR_PHI_HASH_KEY="spark-submit-test-key-0123456789abcdef",
+        PYSPARK_PYTHON=sys.executable,
+    )
+    command = [
+        str(Path(sys.executable).parent / "spark-submit"),
+        "--master", "local[1]",
+        "--conf", "spark.ui.enabled=false",
+        "--jars", compute.spark_jars(),
+        "--py-files", compute.package_spark_jobs(),
+        str(REPO / "spark_jobs" / "sof" / "__main__.py"),
+        "run", "--view", str(REPO / "include" / "views" / "immunizations.json"),
+        "--source", str(synthea), "--out", str(out), "--format", "parquet",
+    ]  # fmt: skip
+    finished = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "view immunizations: 102 rows written" in finished.stdout + finished.stderr
+    written = pq.read_table(out).to_pylist()
+    expected = [json.loads(line) for line in (synthea / "Immunization.ndjson").read_text().splitlines()]
+    assert len(written) == len(expected) == 102
+    assert {row["immunization_id"] for row in written} == {resource["id"] for resource in expected}
+    assert not any("Patient/" in (row["patient_id_hashed"] or "") for row in written)
 
 
 def test_job_environment_carries_secrets_without_the_command_line(monkeypatch):

@@ -20,6 +20,11 @@ from spark_jobs.lakehouse import PermanentJobError, read_table
 from tests.lakehouse_helpers import RUN_DATE, TEST_PHI_KEY, ingest, normalize
 
 SILVER_TABLES = [t.name for t in silver_normalize.SILVER_TABLES]
+# The tables of the ViewDefinitions shipped in include/views/.
+VIEW_TABLES = sorted(
+    json.loads(p.read_text())["name"]
+    for p in (Path(__file__).parents[2] / "include" / "views").glob("*.json")
+)
 
 
 def hashed(patient_id: str) -> str:
@@ -746,7 +751,7 @@ def test_no_phi_in_any_string_column_of_any_silver_table(spark, samples_silver):
     landing, lakehouse, _ = samples_silver
     forbidden = _phi_in_input(landing)
     assert len(forbidden) > 50  # names, MRNs, SSNs, phones, streets, birth dates of 20+ patients
-    for table in SILVER_TABLES + ["resource_tombstones"]:
+    for table in SILVER_TABLES + VIEW_TABLES + ["resource_tombstones"]:
         df = read_table(spark, str(lakehouse / "silver" / table))
         strings = [
             f.name for f in df.schema.fields if f.dataType.simpleString() in ("string", "array<string>")
@@ -763,8 +768,11 @@ def test_no_phi_in_any_string_column_of_any_silver_table(spark, samples_silver):
 
 def test_silver_rerun_on_the_samples_is_a_no_op(spark, samples_silver):
     _, lakehouse, _ = samples_silver
-    before = {t: read_table(spark, str(lakehouse / "silver" / t)).collect() for t in SILVER_TABLES}
+    before = {
+        t: read_table(spark, str(lakehouse / "silver" / t)).collect() for t in SILVER_TABLES + VIEW_TABLES
+    }
     summary = normalize(spark, lakehouse)
+    assert set(summary) == set(SILVER_TABLES + VIEW_TABLES)
     assert all(s["resources_changed"] == 0 and s["resources_deleted"] == 0 for s in summary.values())
-    for table in SILVER_TABLES:
+    for table in SILVER_TABLES + VIEW_TABLES:
         assertDataFrameEqual(read_table(spark, str(lakehouse / "silver" / table)), before[table])

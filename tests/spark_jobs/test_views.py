@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -353,3 +354,29 @@ def test_a_view_with_a_reserved_or_taken_name_stops_silver_before_reading(spark,
     )
     with pytest.raises(PermanentJobError, match=r"dup\.json: table name 'procedures' is taken"):
         normalize(spark, tmp_path / "no-lakehouse", RUN_DATE, views_folder=str(views))
+
+
+def test_the_shipped_views_hold_every_resource_of_the_samples(spark, samples_silver):
+    """HL7's examples and the Synthea export through bronze and silver: one row per
+    Procedure and Immunization, one per AllergyIntolerance category."""
+    from tests.spark_jobs.test_silver_normalize import _input_resources
+
+    landing, lakehouse, summary = samples_silver
+    resources = [r for r, method in _input_resources(landing) if method != "DELETE"]
+    by_type = Counter(r["resourceType"] for r in resources)
+    allergy_rows = sum(
+        max(1, len(r.get("category", []))) for r in resources if r["resourceType"] == "AllergyIntolerance"
+    )
+    expected = {
+        "procedures": by_type["Procedure"],
+        "immunizations": by_type["Immunization"],
+        "allergy_intolerances": allergy_rows,
+    }
+    assert (
+        expected["procedures"] >= 139
+        and expected["immunizations"] >= 102
+        and expected["allergy_intolerances"] >= 3
+    )
+    for table, rows in expected.items():
+        assert read_table(spark, str(lakehouse / "silver" / table)).count() == rows, table
+        assert summary[table]["resources_changed"] > 0
