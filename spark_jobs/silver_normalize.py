@@ -1020,7 +1020,7 @@ def normalize_table(job: SilverRun, table: SilverTable) -> dict | None:
         records = versions if every_record_applies else records_of(versions, changed)
         live = records.filter(~F.col("is_delete"))
         if table.view is not None:
-            new_rows.append(silver_view_rows(live, table.view, source_columns(), job.hash_id))
+            new_rows.append(silver_view_rows(live, table.view, source_columns(), job.hash_id, job.urn_map))
             continue
         new_rows.append(
             _normalize(

@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -79,14 +80,48 @@ def load_views(spark: SparkSession, extra_folder: str | None, reserved: set[str]
     return views
 
 
+BUNDLE_COLUMNS = ("ingestion_date", "source_file", "bundle_id")
+
+
 def silver_view_rows(
-    live: DataFrame, view: SilverView, provenance: list[Column], hash_id: Callable[[Column], Column]
+    live: DataFrame,
+    view: SilverView,
+    provenance: list[Column],
+    hash_id: Callable[[Column], Column],
+    urn_map: DataFrame | None,
 ) -> DataFrame:
     """A view's silver rows from bronze records (with resource_key and version_order):
-    the view's columns (Patient keys hashed), the resource key, a row id per row of a
-    resource version, and the provenance every silver row carries."""
-    carried = live.select(F.col(RESOURCE_KEY), *provenance, F.col("resource_json"))
+    the view's columns (Patient keys resolved inside Bundles, then hashed), the
+    resource key, a row id per row of a resource version, and the provenance every
+    silver row carries."""
+    bundle = [F.col(c).alias(f"_bundle_{c}") for c in BUNDLE_COLUMNS]
+    carried = live.select(F.col(RESOURCE_KEY), *provenance, *bundle, F.col("resource_json"))
     keep = tuple(c for c in carried.columns if c != "resource_json")
     rows = view_rows(carried, view.compiled, keep=keep, position=ROW_INDEX)
-    rows = phi_policy.hash_patient_keys(rows, view.compiled, hash_id)
+    resolve = partial(_resolve_bundle_patient, urn_map) if urn_map is not None else None
+    rows = phi_policy.hash_patient_keys(rows, view.compiled, hash_id, resolve)
+    rows = rows.drop(*[f"_bundle_{c}" for c in BUNDLE_COLUMNS])
     return rows.withColumn(ROW_ID, F.concat_ws("#", F.col(RESOURCE_KEY), F.col(ROW_INDEX).cast("string")))
+
+
+def _resolve_bundle_patient(urn_map: DataFrame, rows: DataFrame, column: str) -> DataFrame:
+    """`column`'s `urn:uuid:` keys -> the id of the Patient entry with that fullUrl in
+    the same Bundle (urn_map: ingestion_date, source_file, bundle_id, full_url -> patient_id)."""
+    urn = F.broadcast(
+        urn_map.select(
+            *[F.col(c).alias(f"_urn_{c}") for c in BUNDLE_COLUMNS],
+            F.col("full_url").alias("_urn_full_url"),
+            F.col("patient_id").alias("_urn_patient_id"),
+        )
+    )
+    same_bundle = (
+        (F.col(column) == F.col("_urn_full_url"))
+        & (F.col("_bundle_ingestion_date") == F.col("_urn_ingestion_date"))
+        & (F.col("_bundle_source_file") == F.col("_urn_source_file"))
+        & F.col("_bundle_bundle_id").eqNullSafe(F.col("_urn_bundle_id"))
+    )
+    resolved = F.when(F.col(column).startswith(phi_policy.URN_UUID), F.col("_urn_patient_id")).otherwise(
+        F.col(column)
+    )
+    joined = rows.join(urn, same_bundle, "left").withColumn(column, resolved)
+    return joined.drop(*[c for c in joined.columns if c.startswith("_urn_")])

@@ -337,6 +337,10 @@ class Compiler:
             resource_id = F.regexp_extract(reference, REFERENCE_KEY, 2)
             uuid = F.regexp_extract(reference, UUID_REFERENCE, 1)
             relative = F.when(resource_id != "", resource_id)
+            if wanted == "Patient":
+                # A Bundle-internal `urn:uuid:` reference stays whole: silver resolves it against
+                # the Bundle's entries before hashing; elsewhere it hashes to nothing.
+                return F.when(kind == wanted, relative).when(uuid != "", reference)
             if wanted is not None:
                 return F.when(kind == wanted, relative)
             return F.coalesce(relative, F.when(uuid != "", uuid))

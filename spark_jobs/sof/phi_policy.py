@@ -62,9 +62,25 @@ def check(compiled: CompiledView) -> None:
                 raise PhiPolicyError(f"column {name!r}: refused by the PHI policy: {reason}")
 
 
+URN_UUID = "urn:uuid:"
+
+
+def patient_key_columns(compiled: CompiledView) -> list[str]:
+    return [name for name, values in compiled.values.items() if any(v.patient_key for v in values)]
+
+
 def hash_patient_keys(
-    rows: DataFrame, compiled: CompiledView, hash_id: Callable[[Column], Column]
+    rows: DataFrame,
+    compiled: CompiledView,
+    hash_id: Callable[[Column], Column],
+    resolve_urn: Callable[[DataFrame, str], DataFrame] | None = None,
 ) -> DataFrame:
-    """The view's rows with every Patient key column HMAC-hashed."""
-    keyed = [name for name, values in compiled.values.items() if any(v.patient_key for v in values)]
+    """The view's rows with every Patient key column HMAC-hashed. A `urn:uuid:` key
+    (a reference inside a Bundle) is first resolved by `resolve_urn`, else dropped."""
+    keyed = patient_key_columns(compiled)
+    for name in keyed:
+        if resolve_urn is not None:
+            rows = resolve_urn(rows, name)
+        else:
+            rows = rows.withColumn(name, F.when(~F.col(name).startswith(URN_UUID), F.col(name)))
     return rows.withColumns({name: hash_id(F.col(name)) for name in keyed}) if keyed else rows

@@ -36,6 +36,24 @@ def receivers():
     smtp.controller.stop()
 
 
+ENCOUNTER_CLASSES_VIEW = {
+    "resourceType": "ViewDefinition",
+    "name": "encounter_classes",
+    "status": "active",
+    "resource": "Encounter",
+    "select": [
+        {
+            "column": [
+                {"name": "encounter_id", "path": "getResourceKey()"},
+                {"name": "patient_key", "path": "subject.getReferenceKey(Patient)"},
+                {"name": "encounter_class", "path": "class.code"},
+                {"name": "started", "path": "period.start"},
+            ]
+        }
+    ],
+}
+
+
 @pytest.fixture(scope="module")
 def local(start_airflow, receivers, tmp_path_factory):
     """Airflow with a local landing folder, on-call alerts to the receivers, and
@@ -44,6 +62,10 @@ def local(start_airflow, receivers, tmp_path_factory):
     landing, lakehouse = root / "landing", root / "lakehouse"
     # Enough patients for both models to find labels in every split.
     generate(patients=800, seed=20261120, out=str(landing), date=RUN_DAY.isoformat())
+    # A user's view: one JSON file in the configured folder, nothing else.
+    views = root / "views"
+    views.mkdir()
+    (views / "encounter_classes.json").write_text(json.dumps(ENCOUNTER_CLASSES_VIEW))
     http, smtp = receivers
     airflow = start_airflow(
         "local",
@@ -53,6 +75,7 @@ def local(start_airflow, receivers, tmp_path_factory):
             "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow/mlflow.db",
             "FHIR__ALERTS__CHANNELS": "slack,email",
             "FHIR__BATCH__DEADLINE_AFTER_QUEUED_MINUTES": "0.5",
+            "FHIR__VIEWS__EXTRA_FOLDER": str(views),
             **alert_connections(http, smtp),
         },
     )
@@ -106,6 +129,14 @@ def test_batch_run_through_the_rest_api_fills_every_layer(spark, local, happy_ru
         F.col("as_of_date") == F.lit(RUN_DAY)
     )
     assert features.count() == 800
+    # The user's one-file view became a silver table with every Encounter of the extract.
+    encounters = read_table(spark, str(lakehouse / "silver" / "encounters_normalized"))
+    view = read_table(spark, str(lakehouse / "silver" / "encounter_classes"))
+    assert view.count() == encounters.count() > 800
+    assert view.join(encounters, view.encounter_id == encounters.encounter_id, "left_anti").isEmpty()
+    # Patient keys hashed as silver hashes them, references inside transaction Bundles resolved.
+    pairs = view.join(encounters, "encounter_id").select("patient_key", "patient_id_hashed")
+    assert pairs.filter(~F.col("patient_key").eqNullSafe(F.col("patient_id_hashed"))).isEmpty()
 
 
 def test_gold_asset_event_starts_ml_training_which_scores_patients(spark, local, happy_run):

@@ -308,6 +308,18 @@ def test_a_one_file_view_becomes_a_silver_table_that_follows_versions_and_delete
     landing, lakehouse = tmp_path / "landing", tmp_path / "lakehouse"
     days = [RUN_DATE, RUN_DATE + dt.timedelta(days=1), RUN_DATE + dt.timedelta(days=2)]
     _land(landing, days[0], "procedures.ndjson", [_procedure("in-progress", "2026-11-20T01:00:00Z", "1")])
+    bundled = {**_procedure("completed", "2026-11-20T01:00:00Z", "1"), "id": "proc-b"}
+    bundled["subject"] = {"reference": "urn:uuid:5f1b0b0e-0000-4000-8000-00000000000b"}
+    _land(landing, days[0], "bundle.json", {
+        "resourceType": "Bundle", "id": "tx-b", "type": "transaction", "timestamp": "2026-11-20T01:00:00Z",
+        "entry": [
+            {"fullUrl": "urn:uuid:5f1b0b0e-0000-4000-8000-00000000000b",
+             "resource": {"resourceType": "Patient", "id": "5f1b0b0e-0000-4000-8000-00000000000b"},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"fullUrl": "urn:uuid:proc-b", "resource": bundled,
+             "request": {"method": "POST", "url": "Procedure"}},
+        ],
+    })  # fmt: skip
     _land(landing, days[1], "procedures.ndjson", [_procedure("completed", "2026-11-21T01:00:00Z", "2")])
     _land(landing, days[2], "delete.json", {
         "resourceType": "Bundle", "id": "tx", "type": "transaction", "timestamp": "2026-11-22T12:00:00Z",
@@ -318,14 +330,13 @@ def test_a_one_file_view_becomes_a_silver_table_that_follows_versions_and_delete
     for day in days:
         ingest(spark, landing, lakehouse, day)
         normalize(spark, lakehouse, day, views_folder=str(views))
-        seen.append(
-            [
-                r.asDict()
-                for r in read_table(spark, table)
-                .select("procedure_id", "patient_key", "status", "performed", "source_version_id")
-                .collect()
-            ]
+        rows = read_table(spark, table).select(
+            "procedure_id", "patient_key", "status", "performed", "source_version_id"
         )
+        seen.append([r.asDict() for r in rows.filter(F.col("procedure_id") == "proc-1").collect()])
+        # The Patient of a reference inside a transaction Bundle is its entry's, hashed.
+        [inside] = rows.filter(F.col("procedure_id") == "proc-b").collect()
+        assert inside.patient_key == hashed("5f1b0b0e-0000-4000-8000-00000000000b")
     expected = {
         "procedure_id": "proc-1",
         "patient_key": hashed("p-9"),
@@ -336,8 +347,9 @@ def test_a_one_file_view_becomes_a_silver_table_that_follows_versions_and_delete
     assert seen[2] == []
     # The shipped views ran too, and a rerun of the first day does not bring the Procedure back.
     normalize(spark, lakehouse, days[0], views_folder=str(views))
-    assert read_table(spark, table).count() == 0
-    assert read_table(spark, str(lakehouse / "silver" / "procedures")).count() == 0
+    assert read_table(spark, table).filter(F.col("procedure_id") == "proc-1").isEmpty()
+    shipped = read_table(spark, str(lakehouse / "silver" / "procedures")).collect()
+    assert [r.procedure_id for r in shipped] == ["proc-b"]
 
 
 def test_a_view_with_a_reserved_or_taken_name_stops_silver_before_reading(spark, tmp_path):
