@@ -78,8 +78,9 @@ def run_view(args: argparse.Namespace) -> dict:
         raise PermanentJobError(f"{args.view}: {exc}") from None
     started = time.perf_counter()
     log.info("view %s (%s): reading %s", view.get("name", args.view.name), compiled.resource, args.source)
-    resources = read_resources(spark, args.source, compiled.resource)
-    rows = phi_policy.hash_patient_keys(view_rows(resources, compiled), compiled, hash_id)
+    resources, all_of_type = read_resources(spark, args.source, compiled.resource)
+    rows = view_rows(resources, compiled, all_of_type=all_of_type)
+    rows = phi_policy.hash_patient_keys(rows, compiled, hash_id)
     writer = rows.write.format(args.format).mode("overwrite")
     if args.format == "delta":
         writer = writer.option("overwriteSchema", "true")

@@ -97,7 +97,7 @@ def silver_view_rows(
     bundle = [F.col(c).alias(f"_bundle_{c}") for c in BUNDLE_COLUMNS]
     carried = live.select(F.col(RESOURCE_KEY), *provenance, *bundle, F.col("resource_json"))
     keep = tuple(c for c in carried.columns if c != "resource_json")
-    rows = view_rows(carried, view.compiled, keep=keep, position=ROW_INDEX)
+    rows = view_rows(carried, view.compiled, keep=keep, position=ROW_INDEX, all_of_type=True)
     resolve = partial(_resolve_bundle_patient, urn_map) if urn_map is not None else None
     rows = phi_policy.hash_patient_keys(rows, view.compiled, hash_id, resolve)
     rows = rows.drop(*[f"_bundle_{c}" for c in BUNDLE_COLUMNS])

@@ -319,16 +319,19 @@ def view_rows(
     *,
     keep: tuple[str, ...] = (),
     position: str | None = None,
+    all_of_type: bool = False,
 ) -> DataFrame:
     """The view's rows from a DataFrame of resource JSON texts (one resource each),
     each resource parsed once. `keep` columns are carried onto every row of their
-    resource; `position` names a column numbering a resource's rows from 0."""
+    resource; `position` names a column numbering a resource's rows from 0;
+    `all_of_type` says every text is of the view's resource type (a typed bronze
+    table), so none is parsed a second time to filter by type."""
     schema = compiled.schema
     if "resourceType" not in schema.names:
         schema = T.StructType([*schema.fields, T.StructField("resourceType", T.StringType())])
-    parsed = resources.select(*keep, F.from_json(F.col(text_column), schema).alias("resource")).where(
-        F.col("resource.resourceType") == compiled.resource
-    )
+    parsed = resources.select(*keep, F.from_json(F.col(text_column), schema).alias("resource"))
+    if not all_of_type:
+        parsed = parsed.where(F.col("resource.resourceType") == compiled.resource)
     if compiled.where is not None:
         parsed = parsed.where(compiled.where)
     if position is None:
