@@ -892,7 +892,8 @@ def view_tables(spark: SparkSession, views_folder: str | None) -> tuple[SilverTa
 
 def read_bronze(spark: SparkSession, lakehouse: str, resource_types: set[str], in_window: Column) -> dict:
     """Bronze records in the window per resource type: its typed raw table, else its
-    partition of fhir_raw (every type lands there)."""
+    partition of fhir_raw (every type lands there) when that holds any: a view of a
+    type the window lacks writes nothing."""
     bronze = {
         resource_type: read_table(spark, table_path(lakehouse, "bronze", table)).filter(in_window)
         for resource_type, table in BRONZE_TABLE.items()
@@ -902,7 +903,9 @@ def read_bronze(spark: SparkSession, lakehouse: str, resource_types: set[str], i
     if others and _bronze_exists(spark, lakehouse, "fhir_raw"):
         raw = read_table(spark, table_path(lakehouse, "bronze", "fhir_raw")).filter(in_window)
         for resource_type in others:
-            bronze[resource_type] = raw.filter(F.col("resource_type") == resource_type).drop("resource_type")
+            records = raw.filter(F.col("resource_type") == resource_type).drop("resource_type")
+            if not records.isEmpty():
+                bronze[resource_type] = records
     return bronze
 
 

@@ -186,8 +186,7 @@ class Compiler:
             )
             node, value_type = None, type_code
         elif r4.is_type(type_code):
-            existing = owner.node.fields.get(json_name)
-            spec = owner.node.record(json_name, existing or Field(element.many, node=SchemaNode()))
+            spec = owner.node.record(json_name, Field(element.many, node=SchemaNode()))
             node, value_type = spec.node, type_code
         else:
             raise ViewCompileError(f"{element.path} is a {type_code}, which views cannot read")

@@ -119,18 +119,17 @@ class _ViewCompiler:
             else self.items(select, kind, focus, env, here)
         )
 
+        def item_value(item: Column) -> Value:
+            return replace(items, col=item, many=False)  # keeps what it was read through (PHI policy)
+
         def rows_for(item: Column, index: Column) -> Column:
-            return self.select_body(
-                select, Value(item, False, items.type, items.node), Env(env.constants, index), here
-            )[0]
+            return self.select_body(select, item_value(item), Env(env.constants, index), here)[0]
 
         collection = as_array(items)
-        _, columns = self.select_body(
-            select, Value(F.try_element_at(collection, F.lit(1)), False, items.type, items.node), env, here
-        )
+        no_item = item_value(F.try_element_at(collection, F.lit(1)))  # typed null: the collection is empty
+        _, columns = self.select_body(select, no_item, env, here)
         rows = F.flatten(F.transform(collection, rows_for))
         if kind == "forEachOrNull":
-            no_item = Value(F.try_element_at(collection, F.lit(1)), False, items.type, items.node)
             rows = F.when(
                 F.size(collection) == 0,
                 self.select_body(select, no_item, Env(env.constants, F.lit(0)), here)[0],

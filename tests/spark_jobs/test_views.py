@@ -174,6 +174,15 @@ def test_the_phi_policy_refuses_each_kind_of_identifying_column(spark, case):
         phi_policy.check(compiled)
 
 
+def test_the_phi_policy_follows_a_value_through_foreach(spark):
+    view = {
+        "resource": "Patient",
+        "select": [{"forEach": "name", "column": [{"name": "p", "path": "period.start"}]}],
+    }
+    with pytest.raises(phi_policy.PhiPolicyError, match=r"column 'p': .*a person's name \(HumanName\)"):
+        phi_policy.check(compile_view(view))
+
+
 def test_patient_keys_leave_hashed_and_clinical_columns_pass(spark):
     from spark_jobs import phi
 
