@@ -16,6 +16,9 @@ from spark_jobs.sof import r4
 from spark_jobs.sof.compiler import Value, ViewCompileError
 from spark_jobs.sof.view import CompiledView
 
+# Primitive types that hold text people wrote.
+FREE_TEXT_TYPES = frozenset({"string", "markdown"})
+
 
 class PhiPolicyError(ViewCompileError):
     """A view whose output would carry PHI; the message names the column and the rule."""
@@ -43,12 +46,13 @@ def refusal(value: Value) -> str | None:
             return rules["refused_types"][step]
         if step in rules["refused_paths"]:
             return rules["refused_paths"][step]
-    if value.type.startswith("System."):
-        return None  # computed: a boolean, number, literal or the join of allowed values
-    if r4.primitive_system_type(value.type) is None or value.type in rules["allowed_primitive_types"]:
+    if any(step in rules["allowed_text"] for step in value.through):
         return None
-    read_as = [step for step in value.through if "." in step]
-    if any(step in rules["allowed_text"] for step in read_as):
+    if value.type.startswith("System."):
+        # Computed: booleans, numbers and literals pass; a string built from free text does not.
+        free_text = sorted(FREE_TEXT_TYPES & value.through) if value.type == "System.String" else []
+        return f"free text ({', '.join(free_text)}) outside the allowed text elements" if free_text else None
+    if r4.primitive_system_type(value.type) is None or value.type in rules["allowed_primitive_types"]:
         return None
     return f"free text ({value.type}) outside the allowed text elements"
 

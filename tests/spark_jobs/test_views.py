@@ -156,6 +156,8 @@ PHI_CASES = {
     "patient id": ("Patient", "id", "use getResourceKey"),
     "narrative": ("Observation", "text.div", "narrative"),
     "free text value": ("Observation", "value.ofType(string)", "free text"),
+    "joined free text": ("Observation", "value.ofType(string).join(',')", "free text"),
+    "concatenated free text": ("Observation", "'x' + value.ofType(string)", "free text"),
     "note": ("Observation", "note.text.first()", "free-text note"),
     "string extension": ("Patient", "extension('http://x').value.ofType(string).first()", "free text"),
     "contained resource": ("Observation", "contained.first().id", "a contained resource"),
