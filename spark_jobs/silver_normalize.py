@@ -1,6 +1,7 @@
 """Silver: normalised, de-identified clinical tables from bronze.
 
     python -m spark_jobs.silver_normalize --lakehouse <root-uri> --run-date D [--lookback-days N]
+        [--views-folder <uri>]
 
 Reads the bronze typed tables for ingestion dates (D - N, D], parses each
 resource with an explicit schema (spark_jobs/fhir_schemas.py) and MERGEs into
@@ -13,7 +14,9 @@ resource with an explicit schema (spark_jobs/fhir_schemas.py) and MERGEs into
 - `silver/encounters_normalized`, clustered by encounter_date and patient;
 - `silver/conditions_normalized` (comorbidities for gold);
 - `silver/resource_tombstones`: Bundle DELETEs, so a later rerun of an older
-  date cannot bring a deleted resource back.
+  date cannot bring a deleted resource back;
+- `silver/<name>` for each SQL on FHIR ViewDefinition in include/views/ and in
+  --views-folder (spark_jobs/sof/), with the same version and delete rules.
 
 Versions: for each resource the newest version wins, ordered by
 meta.lastUpdated (else the Bundle timestamp, else the ingestion date), then
