@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 
 class FhirPathSyntaxError(ValueError):
-    pass
+    """Text that is not a FHIRPath expression; the message quotes where it breaks."""
 
 
 @dataclass(frozen=True)
