@@ -1,11 +1,11 @@
-"""Explicit Spark schemas for the parts of FHIR R4 resources silver reads.
+"""The explicit Spark schema of the parts of an Observation silver reads (the other
+resource types are read through silver's own views, include/silver_views/, whose
+schemas come from the R4 definitions).
 
-Parsing bronze JSON with these (`from_json`) is one pass per record, with no
-schema inference. Each schema ends with `_corrupt_record`: Spark fills it when
-a field has the wrong JSON type (a string where a number belongs, ...), so such
-records are flagged instead of silently losing the field.
-Only non-identifying elements are listed, except the ones silver hashes or
-reduces (Patient.id, identifiers, address, birthDate).
+Parsing bronze JSON with it (`from_json`) is one pass per record, with no schema
+inference. It ends with `_corrupt_record`: Spark fills it when a field has the wrong
+JSON type (a string where a number belongs, ...), so such records are flagged
+instead of silently losing the field.
 """
 
 from __future__ import annotations
@@ -36,20 +36,10 @@ def _resource(**fields: T.DataType) -> T.StructType:
     )
 
 
-def _with_meta(**fields: T.DataType) -> T.StructType:
-    return _resource(resourceType=S, id=S, meta=_struct(versionId=S, lastUpdated=S), **fields)
-
-
 CODING = _struct(system=S, code=S, display=S)
-CODEABLE_CONCEPT = _struct(coding=T.ArrayType(CODING), text=S)
-QUANTITY = _struct(value=D, unit=S, system=S, code=S, comparator=S)
-REFERENCE = _struct(reference=S, type=S, identifier=_struct(system=S, value=S))
-PERIOD = _struct(start=S, end=S)
-DURATION = _struct(value=D, unit=S, system=S, code=S)
 
-# Observation lists only the elements silver (and bench/floor.py) read, narrower than
-# the other resources: at ~800k Observations a run, every parsed field is converted,
-# copied and compiled for. Keeping a row under 100 nested fields also keeps Spark's
+# Only the elements silver (and bench/floor.py) read: at ~800k Observations a run,
+# every parsed field is converted, copied and compiled for. Keeping a row under 100 nested fields also keeps Spark's
 # whole-stage code generation on (spark.sql.codegen.maxFields).
 _CODE = _struct(coding=T.ArrayType(_struct(code=S)))
 _RANGE_LIMIT = _struct(value=D, unit=S, code=S)
@@ -77,71 +67,4 @@ OBSERVATION = _resource(
     issued=S,
     component=T.ArrayType(_struct(code=_struct(coding=T.ArrayType(CODING)), **_VALUE_FIELDS)),
     **_VALUE_FIELDS,
-)
-
-_MEDICATION_FIELDS = dict(
-    status=S,
-    medicationCodeableConcept=CODEABLE_CONCEPT,
-    medicationReference=REFERENCE,
-    contained=T.ArrayType(_struct(resourceType=S, id=S, code=CODEABLE_CONCEPT)),
-    subject=REFERENCE,
-    context=REFERENCE,
-    encounter=REFERENCE,
-)
-
-MEDICATION_STATEMENT = _with_meta(
-    effectiveDateTime=S,
-    effectivePeriod=PERIOD,
-    dateAsserted=S,
-    **_MEDICATION_FIELDS,
-)
-
-MEDICATION_REQUEST = _with_meta(
-    intent=S,
-    authoredOn=S,
-    dispenseRequest=_struct(
-        validityPeriod=PERIOD,
-        numberOfRepeatsAllowed=T.LongType(),
-        quantity=QUANTITY,
-        expectedSupplyDuration=DURATION,
-    ),
-    **_MEDICATION_FIELDS,
-)
-
-PATIENT = _with_meta(
-    identifier=T.ArrayType(_struct(system=S, value=S, type=CODEABLE_CONCEPT)),
-    gender=S,
-    birthDate=S,
-    deceasedBoolean=T.BooleanType(),
-    deceasedDateTime=S,
-    address=T.ArrayType(_struct(use=S, city=S, state=S, postalCode=S, country=S)),
-    maritalStatus=CODEABLE_CONCEPT,
-    extension=T.ArrayType(
-        _struct(url=S, extension=T.ArrayType(_struct(url=S, valueCoding=CODING, valueString=S)))
-    ),
-)
-
-ENCOUNTER = _with_meta(
-    status=S,
-    # R4 Encounter.class is one Coding.
-    **{"class": CODING},
-    type=T.ArrayType(CODEABLE_CONCEPT),
-    subject=REFERENCE,
-    period=PERIOD,
-    reasonCode=T.ArrayType(CODEABLE_CONCEPT),
-    hospitalization=_struct(dischargeDisposition=CODEABLE_CONCEPT, admitSource=CODEABLE_CONCEPT),
-    serviceProvider=REFERENCE,
-)
-
-CONDITION = _with_meta(
-    clinicalStatus=CODEABLE_CONCEPT,
-    verificationStatus=CODEABLE_CONCEPT,
-    category=T.ArrayType(CODEABLE_CONCEPT),
-    code=CODEABLE_CONCEPT,
-    subject=REFERENCE,
-    encounter=REFERENCE,
-    onsetDateTime=S,
-    onsetPeriod=PERIOD,
-    abatementDateTime=S,
-    recordedDate=S,
 )

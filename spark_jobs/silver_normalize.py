@@ -3,8 +3,11 @@
     python -m spark_jobs.silver_normalize --lakehouse <root-uri> --run-date D [--lookback-days N]
         [--views-folder <uri>]
 
-Reads the bronze typed tables for ingestion dates (D - N, D], parses each
-resource with an explicit schema (spark_jobs/fhir_schemas.py) and MERGEs into
+Reads the bronze typed tables for ingestion dates (D - N, D]. Patients, encounters,
+conditions and medications are silver's own SQL on FHIR ViewDefinitions
+(include/silver_views/) followed by pure clinical transforms
+(spark_jobs/silver_clinical.py); observations are parsed with an explicit schema
+(spark_jobs/fhir_schemas.py) and normalized here. It MERGEs into
 - `silver/observations_normalized` (one row per measurement: a panel with
   components such as blood pressure gives one row per component), clustered
   by observation_date and patient;
@@ -50,7 +53,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_jobs import codesets, fhir_schemas, phi
+from spark_jobs import codesets, fhir_schemas, phi, silver_clinical
 from spark_jobs.lakehouse import (
     PermanentJobError,
     configure_logging,
@@ -64,12 +67,19 @@ from spark_jobs.lakehouse import (
     table_path,
 )
 from spark_jobs.session import READ_SPLIT_BYTES, build_spark_session, without_parquet_dictionary
-from spark_jobs.sof.catalog import RESOURCE_KEY, ROW_ID, SilverView, load_views, silver_view_rows
+from spark_jobs.silver_clinical import fhir_date, fhir_timestamp, subject_issue, with_quality
+from spark_jobs.sof.catalog import (
+    RESOURCE_KEY,
+    ROW_ID,
+    SilverView,
+    load_views,
+    silver_source_view,
+    silver_view_rows,
+)
 
 log = logging.getLogger("fhir_lakehouse.silver")
 
 LOINC = "http://loinc.org"
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
 HashFn = Callable[[Column], Column]
 
@@ -78,24 +88,6 @@ UNIQUE_COLUMNS = ("measurement_id", "observation_id", "source_content_hash", "so
 
 
 # --- Shared column helpers -----------------------------------------------
-
-
-def fhir_timestamp(value: Column) -> Column:
-    """FHIR dateTime/instant (with or without time, offset, or only a year) as a UTC timestamp;
-    a date without a time is that date's midnight UTC."""
-    return F.coalesce(
-        F.try_to_timestamp(value),
-        F.try_to_timestamp(value, F.lit("yyyy-MM")),
-        F.try_to_timestamp(value, F.lit("yyyy")),
-    )
-
-
-def fhir_date(value: Column) -> Column:
-    """The clinical date of a FHIR date/dateTime: the calendar date written in the record, in
-    its own offset (`2026-01-20T22:11:20-05:00` is 2026-01-20, though its UTC instant falls on
-    the 21st); a partial date is its first day. Null exactly when `fhir_timestamp` is."""
-    # A cast to date reads the leading yyyy[-mm[-dd]] and ignores the time and offset.
-    return F.when(fhir_timestamp(value).isNotNull(), value.try_cast("date"))
 
 
 def first(array: Column) -> Column:
@@ -166,23 +158,6 @@ def resolve_patient(df: DataFrame, reference: Column, urn_map: DataFrame) -> Dat
     return joined.withColumn("patient_id", patient_id).drop(
         "_u_date", "_u_file", "_u_bundle", "_u_url", "_u_patient"
     )
-
-
-def patient_issues(reference: Column) -> Column:
-    return F.when(reference.isNull(), F.lit("no_subject")).when(
-        F.col("patient_id").isNull(), F.lit("unresolved_subject")
-    )
-
-
-def with_quality(df: DataFrame, *issues: Column) -> DataFrame:
-    """`quality_issues` (what is wrong or missing) and `is_valid` (nothing is)."""
-    corrupt = F.when(F.col(f"r.{fhir_schemas.CORRUPT_RECORD}").isNotNull(), F.lit("type_mismatch"))
-    none = F.array().cast("array<string>")
-    # A concat of one-element arrays, not filter(array, lambda): see coding_in.
-    listed = F.concat(
-        *[F.when(issue.isNotNull(), F.array(issue)).otherwise(none) for issue in (corrupt, *issues)]
-    )
-    return df.withColumn("quality_issues", listed).withColumn("is_valid", F.size("quality_issues") == 0)
 
 
 def source_columns() -> list[Column]:
@@ -427,249 +402,14 @@ def normalize_observations(
     )
     result = with_quality(
         result,
-        patient_issues(F.col("_patient_ref")),
+        F.col(f"r.{fhir_schemas.CORRUPT_RECORD}").isNotNull(),
+        subject_issue(F.col("_patient_ref").isNotNull(), F.col("patient_id")),
         F.when(F.col("observation_ts").isNull(), F.lit("no_effective_time")),
         F.when(F.col("code").isNull(), F.lit("no_code")),
         F.when(
             F.col("measure").isNotNull() & F.col("value_original").isNotNull() & ~F.col("is_unit_normalized"),
             F.lit("unit_not_normalized"),
         ),
-    )
-    return result.drop("r", "patient_id", "_patient_ref")
-
-
-# --- Patients -----------------------------------------------
-
-
-def _us_core_category(extension_url: str) -> Column:
-    extension = first(F.filter(F.col("r")["extension"], lambda e: e["url"] == extension_url))
-    return first(F.filter(extension["extension"], lambda e: e["url"] == "ombCategory"))["valueCoding"]["code"]
-
-
-def normalize_patients(
-    parsed: DataFrame, hash_id: HashFn, restricted_zip3: list[str], zip3_replacement: str
-) -> DataFrame:
-    """Patient resources -> one de-identified row per patient.
-
-    Age is in whole years at `age_as_of` (the ingestion date of this version,
-    or the date of death), capped at 90; gold ages it forward to its as-of date.
-    """
-    r = F.col("r")
-    mrn = first(
-        F.filter(r["identifier"], lambda i: F.exists(i["type"]["coding"], lambda c: c["code"] == "MR"))
-    )["value"]
-    home = F.coalesce(first(F.filter(r["address"], lambda a: a["use"] == "home")), first(r["address"]))
-    zip3 = F.substring(F.regexp_replace(home["postalCode"], r"[^0-9]", ""), 1, 3)
-    zip3 = (
-        F.when(F.length(zip3) < 3, F.lit(None))
-        .when(zip3.isin(restricted_zip3), F.lit(zip3_replacement))
-        .otherwise(zip3)
-    )
-    birth = fhir_date(r["birthDate"])
-    death = fhir_date(r["deceasedDateTime"])
-    age_as_of = F.least(F.col("ingestion_date"), F.coalesce(death, F.col("ingestion_date")))
-    age = F.when(
-        birth.isNotNull(),
-        F.least(F.floor(F.months_between(age_as_of, birth) / 12).cast("int"), F.lit(phi.AGE_CAP)),
-    )
-    result = parsed.select(
-        hash_id(F.col("resource_id")).alias("patient_id_hashed"),
-        hash_id(mrn).alias("mrn_hashed"),
-        r["gender"].alias("gender"),
-        age.alias("age_years"),
-        phi.age_bucket(age).alias("age_bucket"),
-        age_as_of.alias("age_as_of"),
-        (F.coalesce(r["deceasedBoolean"], F.lit(False)) | death.isNotNull()).alias("is_deceased"),
-        home["city"].alias("city"),
-        home["state"].alias("state"),
-        zip3.alias("postal_code_prefix"),
-        home["country"].alias("country"),
-        first_coding(r["maritalStatus"])["code"].alias("marital_status_code"),
-        _us_core_category("http://hl7.org/fhir/us/core/StructureDefinition/us-core-race").alias("race_code"),
-        _us_core_category("http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity").alias(
-            "ethnicity_code"
-        ),
-        *source_columns(),
-        F.col("r"),
-    )
-    result = with_quality(result, F.when(F.col("age_years").isNull(), F.lit("no_birth_date")))
-    return result.drop("r")
-
-
-# --- Encounters -----------------------------------------------
-
-
-def normalize_encounters(parsed: DataFrame, hash_id: HashFn) -> DataFrame:
-    r = F.col("r")
-    start, end = fhir_timestamp(r["period"]["start"]), fhir_timestamp(r["period"]["end"])
-    start_date, end_date = fhir_date(r["period"]["start"]), fhir_date(r["period"]["end"])
-    encounter_type = first_coding(first(r["type"]))
-    reason = first_coding(first(r["reasonCode"]))
-    result = parsed.select(
-        F.col("resource_id").alias("encounter_id"),
-        hash_id(F.col("patient_id")).alias("patient_id_hashed"),
-        r["status"].alias("status"),
-        (r["status"] == "entered-in-error").alias("is_entered_in_error"),
-        r["class"]["code"].alias("encounter_class"),
-        r["class"]["system"].alias("encounter_class_system"),
-        encounter_type["code"].alias("encounter_type_code"),
-        encounter_type["display"].alias("encounter_type_display"),
-        reason["code"].alias("reason_code"),
-        reason["display"].alias("reason_display"),
-        first_coding(r["hospitalization"]["dischargeDisposition"])["code"].alias("discharge_disposition"),
-        reference_id(r["serviceProvider"]["reference"], "Organization").alias("service_provider_id"),
-        start.alias("period_start"),
-        end.alias("period_end"),
-        ((F.unix_timestamp(end) - F.unix_timestamp(start)) / 3600.0).alias("duration_hours"),
-        F.datediff(end_date, start_date).alias("length_of_stay_days"),
-        start_date.alias("encounter_date"),
-        end_date.alias("encounter_end_date"),
-        *source_columns(),
-        F.col("r"),
-        F.col("patient_id"),
-        F.col("_patient_ref"),
-    )
-    result = with_quality(
-        result,
-        patient_issues(F.col("_patient_ref")),
-        F.when(F.col("period_start").isNull(), F.lit("no_period_start")),
-        F.when(F.col("period_end") < F.col("period_start"), F.lit("period_end_before_start")),
-    )
-    return result.drop("r", "patient_id", "_patient_ref")
-
-
-# --- Medications -----------------------------------------------
-
-
-def _days(duration: Column) -> Column:
-    unit = F.lower(F.coalesce(duration["code"], duration["unit"]))
-    factor = (
-        F.when(unit.isin("d", "day", "days"), 1.0)
-        .when(unit.isin("wk", "week", "weeks"), 7.0)
-        .when(unit.isin("mo", "month", "months"), 30.0)
-        .when(unit.isin("h", "hour", "hours"), 1.0 / 24)
-    )
-    return duration["value"] * factor
-
-
-def normalize_medications(parsed: DataFrame, hash_id: HashFn, resource_type: str) -> DataFrame:
-    """MedicationStatement or MedicationRequest resources -> medication rows.
-
-    A request's period is its dispense validity period, else authoredOn plus
-    expectedSupplyDuration x (1 + numberOfRepeatsAllowed).
-    """
-    r = F.col("r")
-    reference = r["medicationReference"]["reference"]
-    contained = first(F.filter(r["contained"], lambda c: F.concat(F.lit("#"), c["id"]) == reference))
-    codings = F.coalesce(r["medicationCodeableConcept"]["coding"], contained["code"]["coding"])
-    rxnorm = coding_in(codings, RXNORM)
-    first_code = first(codings)
-    is_request = resource_type == "MedicationRequest"
-    if is_request:
-        dispense = r["dispenseRequest"]
-        supply_days = _days(dispense["expectedSupplyDuration"])
-        repeats = dispense["numberOfRepeatsAllowed"]
-        start_text = F.coalesce(dispense["validityPeriod"]["start"], r["authoredOn"])
-        start, start_date = fhir_timestamp(start_text), fhir_date(start_text)
-        planned_days = F.round(supply_days * (1 + F.coalesce(repeats, F.lit(0)))).cast("int")
-        end_text = dispense["validityPeriod"]["end"]
-        end = F.coalesce(fhir_timestamp(end_text), F.timestamp_add("DAY", planned_days, start))
-        end_date = F.coalesce(fhir_date(end_text), F.date_add(start_date, planned_days))
-        request_columns = [
-            r["intent"].alias("intent"),
-            fhir_timestamp(r["authoredOn"]).alias("authored_on"),
-            supply_days.alias("expected_supply_days"),
-            repeats.alias("number_of_repeats_allowed"),
-            dispense["quantity"]["value"].alias("dispense_quantity"),
-            F.lit(None).cast("timestamp").alias("date_asserted"),
-        ]
-    else:
-        start_text = F.coalesce(r["effectivePeriod"]["start"], r["effectiveDateTime"])
-        start, start_date = fhir_timestamp(start_text), fhir_date(start_text)
-        end, end_date = fhir_timestamp(r["effectivePeriod"]["end"]), fhir_date(r["effectivePeriod"]["end"])
-        request_columns = [
-            F.lit(None).cast("string").alias("intent"),
-            F.lit(None).cast("timestamp").alias("authored_on"),
-            F.lit(None).cast("double").alias("expected_supply_days"),
-            F.lit(None).cast("bigint").alias("number_of_repeats_allowed"),
-            F.lit(None).cast("double").alias("dispense_quantity"),
-            fhir_timestamp(r["dateAsserted"]).alias("date_asserted"),
-        ]
-    result = parsed.select(
-        F.concat(F.lit(f"{resource_type}/"), F.col("resource_id")).alias("medication_record_id"),
-        F.lit(resource_type).alias("source_resource_type"),
-        (F.col("resource_id") if not is_request else F.lit(None).cast("string")).alias(
-            "medication_statement_id"
-        ),
-        (F.col("resource_id") if is_request else F.lit(None).cast("string")).alias("medication_request_id"),
-        hash_id(F.col("patient_id")).alias("patient_id_hashed"),
-        reference_id(F.coalesce(r["encounter"]["reference"], r["context"]["reference"]), "Encounter").alias(
-            "encounter_id"
-        ),
-        r["status"].alias("status"),
-        (r["status"] == "active").alias("is_active"),
-        (r["status"] == "entered-in-error").alias("is_entered_in_error"),
-        rxnorm["code"].alias("rxnorm_code"),
-        F.coalesce(rxnorm["display"], first_code["display"], r["medicationCodeableConcept"]["text"]).alias(
-            "medication_name"
-        ),
-        first_code["system"].alias("code_system"),
-        first_code["code"].alias("code"),
-        F.when(~reference.startswith("#"), reference).alias("medication_reference"),
-        start.alias("effective_start"),
-        end.alias("effective_end"),
-        F.datediff(end_date, start_date).alias("duration_days"),
-        start_date.alias("start_date"),
-        end_date.alias("end_date"),
-        *request_columns,
-        *source_columns(),
-        F.col("r"),
-        F.col("patient_id"),
-        F.col("_patient_ref"),
-    )
-    result = with_quality(
-        result,
-        patient_issues(F.col("_patient_ref")),
-        F.when(F.col("effective_start").isNull(), F.lit("no_start")),
-        F.when(F.col("code").isNull() & F.col("medication_reference").isNull(), F.lit("no_medication")),
-    )
-    return result.drop("r", "patient_id", "_patient_ref")
-
-
-# --- Conditions -----------------------------------------------
-
-
-def normalize_conditions(parsed: DataFrame, hash_id: HashFn) -> DataFrame:
-    r = F.col("r")
-    code = first_coding(r["code"])
-    verification = first_coding(r["verificationStatus"])["code"]
-    onset = F.coalesce(r["onsetDateTime"], r["onsetPeriod"]["start"])
-    result = parsed.select(
-        F.col("resource_id").alias("condition_id"),
-        hash_id(F.col("patient_id")).alias("patient_id_hashed"),
-        reference_id(r["encounter"]["reference"], "Encounter").alias("encounter_id"),
-        code["system"].alias("code_system"),
-        code["code"].alias("code"),
-        code["display"].alias("code_display"),
-        first_coding(first(r["category"]))["code"].alias("category"),
-        first_coding(r["clinicalStatus"])["code"].alias("clinical_status"),
-        verification.alias("verification_status"),
-        (verification == "entered-in-error").alias("is_entered_in_error"),
-        fhir_timestamp(onset).alias("onset_ts"),
-        fhir_date(onset).alias("onset_date"),
-        fhir_timestamp(r["abatementDateTime"]).alias("abatement_ts"),
-        fhir_date(r["abatementDateTime"]).alias("abatement_date"),
-        fhir_timestamp(r["recordedDate"]).alias("recorded_ts"),
-        fhir_date(r["recordedDate"]).alias("recorded_date"),
-        *source_columns(),
-        F.col("r"),
-        F.col("patient_id"),
-        F.col("_patient_ref"),
-    )
-    result = with_quality(
-        result,
-        patient_issues(F.col("_patient_ref")),
-        F.when(F.col("code").isNull(), F.lit("no_code")),
     )
     return result.drop("r", "patient_id", "_patient_ref")
 
@@ -825,22 +565,23 @@ BRONZE_TABLE = {
     "Condition": "condition_raw",
 }
 
-SCHEMA = {
-    "Patient": fhir_schemas.PATIENT,
-    "Encounter": fhir_schemas.ENCOUNTER,
-    "Observation": fhir_schemas.OBSERVATION,
-    "MedicationStatement": fhir_schemas.MEDICATION_STATEMENT,
-    "MedicationRequest": fhir_schemas.MEDICATION_REQUEST,
-    "Condition": fhir_schemas.CONDITION,
+# Silver's own view of each resource type but Observation (include/silver_views/), and
+# the clinical transform that makes its table's rows of the view's rows.
+SOURCE_VIEWS = {
+    "Patient": "patients",
+    "Encounter": "encounters",
+    "Condition": "conditions",
+    "MedicationStatement": "medication_statements",
+    "MedicationRequest": "medication_requests",
 }
 
 
-def parse_resources(records: DataFrame, resource_type: str) -> DataFrame:
+def parse_observations(records: DataFrame) -> DataFrame:
     return records.withColumn(
         "r",
         F.from_json(
             "resource_json",
-            SCHEMA[resource_type],
+            fhir_schemas.OBSERVATION,
             {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": fhir_schemas.CORRUPT_RECORD},
         ),
     )
@@ -945,6 +686,7 @@ def run(spark: SparkSession, args: argparse.Namespace, phi_key: bytes) -> dict:
         tombstones=tombstones,
         tombstones_path=tombstones_path,
         tombstones_lock=threading.Lock(),
+        source_views={kind: silver_source_view(name) for kind, name in SOURCE_VIEWS.items()},
     )
 
     # The small tables are normalized two at a time: one table's short jobs, planning
@@ -974,6 +716,7 @@ class SilverRun:
     tombstones: DataFrame
     tombstones_path: str
     tombstones_lock: threading.Lock
+    source_views: dict[str, SilverView]  # resource type -> silver's own view of it
 
 
 def normalize_table(job: SilverRun, table: SilverTable) -> dict | None:
@@ -1028,18 +771,7 @@ def normalize_table(job: SilverRun, table: SilverTable) -> dict | None:
         if table.view is not None:
             new_rows.append(silver_view_rows(live, table.view, source_columns(), job.hash_id, job.urn_map))
             continue
-        new_rows.append(
-            _normalize(
-                resource_type,
-                parse_resources(live, resource_type),
-                job.urn_map,
-                job.measures,
-                job.severities,
-                job.hash_id,
-                job.restricted,
-                job.replacement,
-            )
-        )
+        new_rows.append(clinical_rows(job, resource_type, live))
     if not changes:
         return None
     all_changes = reduce(DataFrame.unionByName, changes)
@@ -1086,23 +818,38 @@ def normalize_table(job: SilverRun, table: SilverTable) -> dict | None:
     return summary
 
 
-def _normalize(resource_type, live, urn_map, measures, severities, hash_id, restricted, replacement):
-    if resource_type == "Patient":
-        return normalize_patients(live, hash_id, restricted, replacement)
-    reference = F.col("r")["subject"]["reference"]
-    if urn_map is None:
-        with_patient = live.withColumn("_patient_ref", reference).withColumn(
-            "patient_id", reference_id(reference, "Patient")
-        )
-    else:
-        with_patient = resolve_patient(live, reference, urn_map)
+def clinical_rows(job: SilverRun, resource_type: str, live: DataFrame) -> DataFrame:
+    """A core silver table's rows of live bronze records of one resource type."""
     if resource_type == "Observation":
-        return normalize_observations(with_patient, measures, severities, hash_id)
-    if resource_type == "Encounter":
-        return normalize_encounters(with_patient, hash_id)
-    if resource_type == "Condition":
-        return normalize_conditions(with_patient, hash_id)
-    return normalize_medications(with_patient, hash_id, resource_type)
+        reference = F.col("r")["subject"]["reference"]
+        parsed = parse_observations(live)
+        if job.urn_map is None:
+            with_patient = parsed.withColumn("_patient_ref", reference).withColumn(
+                "patient_id", reference_id(reference, "Patient")
+            )
+        else:
+            with_patient = resolve_patient(parsed, reference, job.urn_map)
+        return normalize_observations(with_patient, job.measures, job.severities, job.hash_id)
+    view = job.source_views[resource_type]
+    rows = silver_view_rows(
+        live, view, source_columns(), job.hash_id, job.urn_map, mismatch=silver_clinical.TYPE_MISMATCH
+    )
+    if resource_type == "Patient":
+        result = silver_clinical.patients(rows, job.hash_id, job.restricted, job.replacement)
+    else:
+        result = CLINICAL_TRANSFORMS[resource_type](rows)
+    leaked = view.reduced & set(result.columns)
+    if leaked:  # a programming error, caught by the first test that builds the table
+        raise RuntimeError(f"{view.source}: {sorted(leaked)} reach silver as read")
+    return result
+
+
+CLINICAL_TRANSFORMS = {
+    "Encounter": silver_clinical.encounters,
+    "Condition": silver_clinical.conditions,
+    "MedicationStatement": silver_clinical.medication_statements,
+    "MedicationRequest": silver_clinical.medication_requests,
+}
 
 
 def _bronze_exists(spark: SparkSession, lakehouse: str, table: str) -> bool:

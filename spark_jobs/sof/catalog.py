@@ -25,6 +25,9 @@ TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESOURCE_KEY = "resource_key"
 ROW_INDEX = "view_row_index"
 ROW_ID = "view_row_id"
+# getResourceKey() in silver is bronze's resource id: an entry of a transaction Bundle may
+# have no `id`, and bronze keys it by its fullUrl.
+BRONZE_RESOURCE_ID = "_bronze_resource_id"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,51 @@ class SilverView:
     name: str
     source: str  # the file it came from, for error messages
     compiled: CompiledView
+    reduced: frozenset[str] = frozenset()  # silver's own inputs that its transform hashes or reduces
+
+
+# Silver's own views (include/silver_views/) are what its clinical transforms read. A
+# column tagged silver-phi is an input the transform hashes or reduces as the tag's value
+# says: exempt from the PHI policy here, and never stored as read (silver_normalize checks).
+SILVER_PHI_TAG = "silver-phi"
+SILVER_PHI_REDUCTIONS = {
+    "hash": "HMAC-hashed",
+    "age": "reduced to an age in whole years, capped",
+    "zip3": "reduced to its first three digits, restricted ones replaced",
+    "address-area": "reduced to city, state or country of the address (SPEC section 6)",
+    "medication-reference": "a reference to a Medication, kept as written",
+}
+
+
+def silver_source_view(name: str) -> SilverView:
+    """One of silver's own views, include/silver_views/<name>.json, compiled and checked."""
+    path = include_path("silver_views", f"{name}.json")
+    view = json.loads(path.read_text())
+    try:
+        compiled = compile_view(view, resource_key=F.col(BRONZE_RESOURCE_ID))
+        reduced = _reduced_columns(view["select"])
+        phi_policy.check(compiled, exempt=frozenset(reduced))
+    except ViewCompileError as exc:
+        raise PermanentJobError(f"view {path}: {exc}") from None
+    return SilverView(view["name"], str(path), compiled, frozenset(reduced))
+
+
+def _reduced_columns(selects: list) -> set[str]:
+    """Columns tagged silver-phi anywhere in a view's selects; an unknown reduction is an error."""
+    found = set()
+    for select in selects:
+        for column in select.get("column", []):
+            for tag in column.get("tag", []):
+                if tag.get("name") != SILVER_PHI_TAG:
+                    continue
+                if tag.get("value") not in SILVER_PHI_REDUCTIONS:
+                    raise ViewCompileError(
+                        f"column {column['name']!r}: {SILVER_PHI_TAG} must be one of "
+                        f"{sorted(SILVER_PHI_REDUCTIONS)}, got {tag.get('value')!r}"
+                    )
+                found.add(column["name"])
+        found |= _reduced_columns(select.get("select", []) + select.get("unionAll", []))
+    return found
 
 
 def _definitions(spark: SparkSession, extra_folder: str | None) -> list[tuple[str, str]]:
@@ -57,7 +105,7 @@ def load_views(spark: SparkSession, extra_folder: str | None, reserved: set[str]
     for source, text in _definitions(spark, extra_folder):
         try:
             view = json.loads(text)
-            compiled = compile_view(view)
+            compiled = compile_view(view, resource_key=F.col(BRONZE_RESOURCE_ID))
             phi_policy.check(compiled)
         except (json.JSONDecodeError, ViewCompileError) as exc:
             raise PermanentJobError(f"view {source}: {exc}") from None
@@ -89,18 +137,27 @@ def silver_view_rows(
     provenance: list[Column],
     hash_id: Callable[[Column], Column],
     urn_map: DataFrame | None,
+    mismatch: str | None = None,
 ) -> DataFrame:
     """A view's silver rows from bronze records (with resource_key and version_order):
     the view's columns (Patient keys resolved inside Bundles, then hashed), the
     resource key, a row id per row of a resource version, and the provenance every
-    silver row carries."""
+    silver row carries (and `mismatch`: see view_rows)."""
     bundle = [F.col(c).alias(f"_bundle_{c}") for c in BUNDLE_COLUMNS]
-    carried = live.select(F.col(RESOURCE_KEY), *provenance, *bundle, F.col("resource_json"))
+    carried = live.select(
+        F.col(RESOURCE_KEY),
+        *provenance,
+        *bundle,
+        F.col("resource_id").alias(BRONZE_RESOURCE_ID),
+        F.col("resource_json"),
+    )
     keep = tuple(c for c in carried.columns if c != "resource_json")
-    rows = view_rows(carried, view.compiled, keep=keep, position=ROW_INDEX, all_of_type=True)
+    rows = view_rows(
+        carried, view.compiled, keep=keep, position=ROW_INDEX, all_of_type=True, mismatch=mismatch
+    )
     resolve = partial(_resolve_bundle_patient, urn_map) if urn_map is not None else None
     rows = phi_policy.hash_patient_keys(rows, view.compiled, hash_id, resolve)
-    rows = rows.drop(*[f"_bundle_{c}" for c in BUNDLE_COLUMNS])
+    rows = rows.drop(BRONZE_RESOURCE_ID, *[f"_bundle_{c}" for c in BUNDLE_COLUMNS])
     return rows.withColumn(ROW_ID, F.concat_ws("#", F.col(RESOURCE_KEY), F.col(ROW_INDEX).cast("string")))
 
 

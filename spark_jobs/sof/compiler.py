@@ -54,6 +54,7 @@ class Value:
 class Env:
     constants: dict[str, Value]
     row_index: Column
+    resource: Value | None = None  # %resource: the resource the view reads
 
 
 def system_type(value: Value) -> str | None:
@@ -76,9 +77,12 @@ def as_array(value: Value) -> Column:
 
 
 class Compiler:
-    def __init__(self, registry: SchemaRegistry, *, strict: bool = True):
+    def __init__(self, registry: SchemaRegistry, *, strict: bool = True, resource_key: Column | None = None):
         self.registry = registry
         self.strict = strict
+        self.resource_key = (
+            resource_key  # the viewed resource's key, when the runner knows it better than `id`
+        )
 
     # --- entry points -------------------------------------------------------
     def compile(self, text: str, focus: Value, env: Env) -> Value:
@@ -136,6 +140,8 @@ class Compiler:
             return focus
         if name == "rowIndex":
             return Value(env.row_index, False, "System.Integer")
+        if name in ("resource", "rootResource") and env.resource is not None:
+            return env.resource
         if name in env.constants:
             return env.constants[name]
         raise ViewCompileError(f"undefined constant %{name}")
@@ -295,6 +301,8 @@ class Compiler:
     def fn_ofType(self, owner: Value, args: tuple, env: Env) -> Value:  # noqa: N802 (FHIRPath's name)
         self._arity("ofType", args, (1,))
         wanted = _type_name(args[0])
+        if owner.choice is None and owner.type in ("Resource", "DomainResource") and owner.node is not None:
+            return self.contained_of_type(owner, wanted)
         if owner.choice is None:
             return owner if owner.type == wanted or system_type(owner) == wanted else self.empty()
         choice_owner, element = owner.choice
@@ -303,6 +311,17 @@ class Compiler:
         return self.field(
             choice_owner, element.path.rsplit(".", 1)[1] + wanted[0].upper() + wanted[1:], element, wanted
         )
+
+    def contained_of_type(self, owner: Value, wanted: str) -> Value:
+        """Resources of type `wanted` among `owner` (e.g. `contained`), read with that type's elements."""
+        if not r4.is_resource_type(wanted):
+            raise ViewCompileError(f"ofType({wanted}): {wanted} is not a FHIR R4 resource type")
+        owner.node.record("resourceType", Field(False, primitive=primitive_spark_type("code")))
+        if owner.many:
+            col = F.filter(owner.col, lambda item: item.getField("resourceType") == wanted)
+        else:
+            col = F.when(owner.col.getField("resourceType") == wanted, owner.col)
+        return replace(owner, col=col, type=wanted, through=owner.through | {f"contained:{wanted}"})
 
     def resolve_choice(self, owner: Value) -> Value:
         """A choice element used as a whole (exists(), count()): its present typed fields."""
@@ -319,8 +338,10 @@ class Compiler:
         self._arity("getResourceKey", args, (0,))
         if not r4.is_resource_type(owner.type):
             raise ViewCompileError(f"getResourceKey() applies to a resource, not {owner.type}")
-        key = self.navigate(owner, "id")
-        return Value(key.col, False, "System.String", patient_key=owner.type == "Patient")
+        key = self.navigate(owner, "id").col
+        if self.resource_key is not None and owner.node is self.registry.root:
+            key = self.resource_key
+        return Value(key, False, "System.String", patient_key=owner.type == "Patient")
 
     def fn_getReferenceKey(self, owner: Value, args: tuple, env: Env) -> Value:  # noqa: N802
         self._arity("getReferenceKey", args, (0, 1))

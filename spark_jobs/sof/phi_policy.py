@@ -27,7 +27,13 @@ class PhiPolicyError(ViewCompileError):
 @cache
 def policy() -> dict:
     loaded = json.loads(include_path("fhir", "phi_policy.json").read_text())
-    required = {"allowed_primitive_types", "allowed_text", "refused_types", "refused_paths"}
+    required = {
+        "allowed_primitive_types",
+        "allowed_text",
+        "allowed_contained_types",
+        "refused_types",
+        "refused_paths",
+    }
     missing = required - set(loaded)
     if missing:
         raise ValueError(f"include/fhir/phi_policy.json lacks {sorted(missing)}")
@@ -41,7 +47,10 @@ def refusal(value: Value) -> str | None:
         return "a Patient key in a collection: output one per row" if value.many else None
     if value.node is not None:
         return f"a whole {value.type}: select the elements it needs"
+    contained = {step.split(":", 1)[1] for step in value.through if step.startswith("contained:")}
     for step in sorted(value.through):
+        if step == "Resource" and contained and contained <= set(rules["allowed_contained_types"]):
+            continue  # a contained resource of an allowed type: judged by its elements
         if step in rules["refused_types"]:
             return rules["refused_types"][step]
         if step in rules["refused_paths"]:
@@ -57,9 +66,12 @@ def refusal(value: Value) -> str | None:
     return f"free text ({value.type}) outside the allowed text elements"
 
 
-def check(compiled: CompiledView) -> None:
-    """Refuse the view, before it reads data, when a column would carry PHI."""
+def check(compiled: CompiledView, exempt: frozenset[str] = frozenset()) -> None:
+    """Refuse the view, before it reads data, when a column would carry PHI. `exempt`
+    columns are silver's own inputs that its clinical transforms hash or reduce."""
     for name, values in compiled.values.items():
+        if name in exempt:
+            continue
         for value in values:
             reason = refusal(value)
             if reason:

@@ -16,6 +16,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from spark_jobs.fhir_schemas import CORRUPT_RECORD
 from spark_jobs.sof import r4
 from spark_jobs.sof.compiler import Compiler, Env, Value, ViewCompileError, as_array, empty_array, system_type
 from spark_jobs.sof.schema import SchemaRegistry
@@ -44,9 +45,17 @@ class CompiledView:
 
 
 class _ViewCompiler:
-    def __init__(self, view: dict, registry: SchemaRegistry, *, strict: bool, repeat_depth: int):
+    def __init__(
+        self,
+        view: dict,
+        registry: SchemaRegistry,
+        *,
+        strict: bool,
+        repeat_depth: int,
+        resource_key: Column | None,
+    ):
         self.view = view
-        self.compiler = Compiler(registry, strict=strict)
+        self.compiler = Compiler(registry, strict=strict, resource_key=resource_key)
         self.registry = registry
         self.repeat_depth = repeat_depth
         self.values: dict[str, list[Value]] = {}
@@ -55,7 +64,7 @@ class _ViewCompiler:
         view = self.view
         resource = view["resource"]
         root = Value(F.col("resource"), False, resource, self.registry.root)
-        env = Env(self.constants(view.get("constant", [])), F.lit(0))
+        env = Env(self.constants(view.get("constant", [])), F.lit(0), root)
         where = None
         for index, clause in enumerate(view.get("where", [])):
             here = f"where[{index}]"
@@ -123,7 +132,9 @@ class _ViewCompiler:
             return replace(items, col=item, many=False)  # keeps what it was read through (PHI policy)
 
         def rows_for(item: Column, index: Column) -> Column:
-            return self.select_body(select, item_value(item), Env(env.constants, index), here)[0]
+            return self.select_body(select, item_value(item), Env(env.constants, index, env.resource), here)[
+                0
+            ]
 
         collection = as_array(items)
         no_item = item_value(F.try_element_at(collection, F.lit(1)))  # typed null: the collection is empty
@@ -132,7 +143,7 @@ class _ViewCompiler:
         if kind == "forEachOrNull":
             rows = F.when(
                 F.size(collection) == 0,
-                self.select_body(select, no_item, Env(env.constants, F.lit(0)), here)[0],
+                self.select_body(select, no_item, Env(env.constants, F.lit(0), env.resource), here)[0],
             ).otherwise(rows)
         return rows, columns
 
@@ -295,16 +306,23 @@ def check_view(view) -> None:
 
 
 def compile_view(
-    view: dict, *, strict: bool = True, repeat_depth: int = DEFAULT_REPEAT_DEPTH
+    view: dict,
+    *,
+    strict: bool = True,
+    repeat_depth: int = DEFAULT_REPEAT_DEPTH,
+    resource_key: Column | None = None,
 ) -> CompiledView:
     """Check and compile a view. The schema is whatever the expressions read, so the
     view is compiled until that stops growing (twice; recursive elements parse
-    nested text with the final struct)."""
+    nested text with the final struct). `resource_key` is what getResourceKey() of the
+    viewed resource returns, when not its `id` (a column of the rows view_rows reads)."""
     check_view(view)
     registry = SchemaRegistry()
     signature = None
     for _ in range(4):
-        compiled = _ViewCompiler(view, registry, strict=strict, repeat_depth=repeat_depth).compile()
+        compiled = _ViewCompiler(
+            view, registry, strict=strict, repeat_depth=repeat_depth, resource_key=resource_key
+        ).compile()
         if registry.signature() == signature:
             return compiled
         signature = registry.signature()
@@ -319,16 +337,25 @@ def view_rows(
     keep: tuple[str, ...] = (),
     position: str | None = None,
     all_of_type: bool = False,
+    mismatch: str | None = None,
 ) -> DataFrame:
     """The view's rows from a DataFrame of resource JSON texts (one resource each),
     each resource parsed once. `keep` columns are carried onto every row of their
     resource; `position` names a column numbering a resource's rows from 0;
     `all_of_type` says every text is of the view's resource type (a typed bronze
-    table), so none is parsed a second time to filter by type."""
+    table), so none is parsed a second time to filter by type; `mismatch` names a
+    boolean column saying an element the view reads had the wrong JSON type."""
     schema = compiled.schema
     if "resourceType" not in schema.names:
         schema = T.StructType([*schema.fields, T.StructField("resourceType", T.StringType())])
-    parsed = resources.select(*keep, F.from_json(F.col(text_column), schema).alias("resource"))
+    options = {}
+    if mismatch is not None:
+        schema = T.StructType([*schema.fields, T.StructField(CORRUPT_RECORD, T.StringType())])
+        options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_RECORD}
+    parsed = resources.select(*keep, F.from_json(F.col(text_column), schema, options).alias("resource"))
+    if mismatch is not None:
+        parsed = parsed.withColumn(mismatch, F.col(f"resource.{CORRUPT_RECORD}").isNotNull())
+        keep = (*keep, mismatch)
     if not all_of_type:
         parsed = parsed.where(F.col("resource.resourceType") == compiled.resource)
     if compiled.where is not None:

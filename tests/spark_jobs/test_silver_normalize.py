@@ -15,8 +15,9 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs import codesets, fhir_schemas, phi, silver_normalize
+from spark_jobs import codesets, phi, silver_clinical, silver_normalize
 from spark_jobs.lakehouse import PermanentJobError, read_table
+from spark_jobs.sof.catalog import silver_source_view, silver_view_rows
 from tests.lakehouse_helpers import RUN_DATE, TEST_PHI_KEY, ingest, normalize
 
 SILVER_TABLES = [t.name for t in silver_normalize.SILVER_TABLES]
@@ -66,7 +67,7 @@ def bronze_rows(spark, entries: list[dict], ingestion_date: dt.date = RUN_DATE):
 def observations(spark, entries, patients=()):
     hash_id = phi.hasher(TEST_PHI_KEY)
     urn_map = silver_normalize.patient_urn_map(bronze_rows(spark, list(patients)))
-    parsed = silver_normalize.parse_resources(bronze_rows(spark, entries), "Observation")
+    parsed = silver_normalize.parse_observations(bronze_rows(spark, entries))
     with_patient = silver_normalize.resolve_patient(parsed, F.col("r")["subject"]["reference"], urn_map)
     return silver_normalize.normalize_observations(
         with_patient,
@@ -158,16 +159,12 @@ def test_measurements_codings_and_quality_issues_on_edge_cases(spark):
         lambda source, index: F.struct(index.alias("index"), source["codings"].alias("codings")),
     )
     loinc = silver_normalize.coding_in(F.col("m.codings"), silver_normalize.LOINC)["code"]
-    rows = silver_normalize.with_quality(
-        exploded.withColumn(fhir_schemas.CORRUPT_RECORD, F.lit(None).cast("string")).select(
-            "id",
-            F.col("m.index").alias("index"),
-            loinc.alias("loinc"),
-            F.struct(fhir_schemas.CORRUPT_RECORD).alias("r"),
-        ),
+    rows = silver_clinical.with_quality(
+        exploded.select("id", F.col("m.index").alias("index"), loinc.alias("loinc")),
+        F.lit(False),
         F.when(F.col("loinc").isNull(), F.lit("no_loinc")),
         F.when(F.col("index") > 1, F.lit("second_component")),
-    ).drop("r")
+    )
     expected = [
         ("a", 0, "2", [], True),
         ("a", 1, "3", [], True),
@@ -293,18 +290,21 @@ def test_wrong_json_types_are_flagged_not_dropped(spark):
 
 
 def normalized(spark, resource_type: str, resources: list[dict]):
-    """Silver rows of `resources` of one type, as the job builds them (no Bundle context)."""
-    parsed = silver_normalize.parse_resources(
-        bronze_rows(spark, [{"resource": r} for r in resources]), resource_type
+    """Silver rows of `resources` of one type, as the job builds them (no Bundle context):
+    silver's own view of the type, then its clinical transform."""
+    live = bronze_rows(spark, [{"resource": r} for r in resources]).withColumn(
+        "resource_key", F.col("resource_id")
     )
-    no_urns = silver_normalize.patient_urn_map(bronze_rows(spark, []))
-    with_patient = silver_normalize.resolve_patient(parsed, F.col("r")["subject"]["reference"], no_urns)
-    hash_id = phi.hasher(TEST_PHI_KEY)
-    if resource_type == "Encounter":
-        return silver_normalize.normalize_encounters(with_patient, hash_id)
-    if resource_type == "Condition":
-        return silver_normalize.normalize_conditions(with_patient, hash_id)
-    return silver_normalize.normalize_medications(with_patient, hash_id, resource_type)
+    view = silver_source_view(silver_normalize.SOURCE_VIEWS[resource_type])
+    rows = silver_view_rows(
+        live,
+        view,
+        silver_normalize.source_columns(),
+        phi.hasher(TEST_PHI_KEY),
+        None,
+        silver_clinical.TYPE_MISMATCH,
+    )
+    return silver_normalize.CLINICAL_TRANSFORMS[resource_type](rows)
 
 
 def utc(column: str):
@@ -359,7 +359,7 @@ def test_encounter_medication_and_condition_dates_are_local(spark):
         "id": "m1",
         "status": "active",
         "intent": "order",
-        "medicationCodeableConcept": {"coding": [{"system": silver_normalize.RXNORM, "code": "860975"}]},
+        "medicationCodeableConcept": {"coding": [{"system": silver_clinical.RXNORM, "code": "860975"}]},
         "authoredOn": "2026-01-20T23:30:00-05:00",
         "dispenseRequest": {"expectedSupplyDuration": {"value": 30, "unit": "days", "code": "d"}},
         **subject,

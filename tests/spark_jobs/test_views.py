@@ -162,6 +162,7 @@ PHI_CASES = {
     "string extension": ("Patient", "extension('http://x').value.ofType(string).first()", "free text"),
     "contained resource": ("Observation", "contained.first().id", "a contained resource"),
     "whole contained": ("Observation", "contained.first()", "whole"),
+    "contained patient": ("Observation", "contained.ofType(Patient).gender.first()", "a contained resource"),
 }
 
 
@@ -174,6 +175,49 @@ def test_the_phi_policy_refuses_each_kind_of_identifying_column(spark, case):
         phi_policy.PhiPolicyError, match=rf"column 'leak': refused by the PHI policy: .*{reason}"
     ):
         phi_policy.check(compiled)
+
+
+def test_a_contained_medication_is_judged_by_its_elements(spark):
+    view = {
+        "resource": "MedicationRequest",
+        "select": [
+            {
+                "column": [
+                    {
+                        "name": "code",
+                        "path": "contained.ofType(Medication)"
+                        ".where('#' + id = %resource.medication.ofType(Reference).reference)"
+                        ".code.coding.code.first()",
+                    }
+                ]
+            }
+        ],
+    }
+    phi_policy.check(compile_view(view))
+    order = {
+        "resourceType": "MedicationRequest",
+        "id": "m1",
+        "contained": [
+            {"resourceType": "Patient", "id": "med1", "gender": "male"},
+            {"resourceType": "Medication", "id": "med2", "code": {"coding": [{"code": "other"}]}},
+            {"resourceType": "Medication", "id": "med1", "code": {"coding": [{"code": "860975"}]}},
+        ],
+        "medicationReference": {"reference": "#med1"},
+    }
+    assert rows_of(spark, view, [order]) == [{"code": "860975"}]
+
+
+def test_a_silver_phi_tag_exempts_nothing_in_a_user_view(spark, tmp_path):
+    views = tmp_path / "views"
+    views.mkdir()
+    column = {"name": "born", "path": "birthDate", "tag": [{"name": "silver-phi", "value": "age"}]}
+    (views / "born.json").write_text(
+        json.dumps({"name": "born", "resource": "Patient", "select": [{"column": [column]}]})
+    )
+    with pytest.raises(
+        PermanentJobError, match=r"born\.json: column 'born': refused by the PHI policy: a birth date"
+    ):
+        normalize(spark, tmp_path / "no-lakehouse", RUN_DATE, views_folder=str(views))
 
 
 def test_the_phi_policy_follows_a_value_through_foreach(spark):
