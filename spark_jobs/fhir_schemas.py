@@ -39,8 +39,8 @@ def _resource(**fields: T.DataType) -> T.StructType:
 CODING = _struct(system=S, code=S, display=S)
 
 # Only the elements silver (and bench/floor.py) read: at ~800k Observations a run,
-# every parsed field is converted, copied and compiled for. Keeping a row under 100 nested fields also keeps Spark's
-# whole-stage code generation on (spark.sql.codegen.maxFields).
+# every parsed field is converted, copied and compiled for. Keeping a row under 100
+# nested fields also keeps Spark's whole-stage code generation on (spark.sql.codegen.maxFields).
 _CODE = _struct(coding=T.ArrayType(_struct(code=S)))
 _RANGE_LIMIT = _struct(value=D, unit=S, code=S)
 _VALUE_FIELDS = dict(

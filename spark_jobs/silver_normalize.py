@@ -67,7 +67,7 @@ from spark_jobs.lakehouse import (
     table_path,
 )
 from spark_jobs.session import READ_SPLIT_BYTES, build_spark_session, without_parquet_dictionary
-from spark_jobs.silver_clinical import fhir_date, fhir_timestamp, subject_issue, with_quality
+from spark_jobs.silver_clinical import HashFn, fhir_date, fhir_timestamp, subject_issue, with_quality
 from spark_jobs.sof.catalog import (
     RESOURCE_KEY,
     ROW_ID,
@@ -80,8 +80,6 @@ from spark_jobs.sof.catalog import (
 log = logging.getLogger("fhir_lakehouse.silver")
 
 LOINC = "http://loinc.org"
-
-HashFn = Callable[[Column], Column]
 
 # Columns that hold a new value in nearly every Observation row (session.without_parquet_dictionary).
 UNIQUE_COLUMNS = ("measurement_id", "observation_id", "source_content_hash", "source_version_order")
