@@ -8,9 +8,10 @@
    own process and JVM (local[2], driver memory 2 GiB), on a fresh lakehouse.
    Wall time includes the JVM start an Airflow task pays; peak memory is the
    largest resident size of the job's process tree (Python driver + JVM).
-3. The floor (bench/floor.py) and the Pathling peer (bench/pathling/peer.py, own
-   virtualenv) flatten the same Observation NDJSON to the columns of
-   bench/observation_view.json. Their time, like silver's Observation step, is
+3. The floor (bench/floor.py), our ViewDefinition engine (bench/view_engine.py) and
+   the Pathling peer (bench/pathling/peer.py, own virtualenv) flatten the same
+   Observation NDJSON to the columns of bench/observation_view.json (the engine and
+   the peer run that very file). Their time, like silver's Observation step, is
    read-to-written inside the process, the JVM start excluded.
 4. DAG parse time (bench/dag_parse.py) and streaming write-to-commit latency
    (bench/stream_latency.py).
@@ -243,12 +244,38 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "resources_per_second": rate(observations_in_ndjson, floor["seconds"]),
     }
     progress("floor", f"{floor['seconds']}s")
+    progress("engine", "the same Observations through our engine and the peer's view")
+    _, _, out = run_process(
+        "view_engine",
+        [
+            sys.executable,
+            "-m",
+            "bench.view_engine",
+            "--input",
+            *observation_files,
+            "--out",
+            str(work / "engine"),
+        ],
+        logs,
+    )
+    engine = json.loads(out.strip().splitlines()[-1])
+    observation["engine"] = {
+        "resources": observations_in_ndjson,
+        **engine,
+        "resources_per_second": rate(observations_in_ndjson, engine["seconds"]),
+    }
+    progress("engine", f"{engine['seconds']}s")
     if not args.skip_peer:
         observation["pathling"] = pathling_peer(observation_files, observations_in_ndjson, work, logs)
     ours = observation["silver"]["resources_per_second"]
     observation["silver_vs_floor"] = round(ours / observation["floor"]["resources_per_second"], 3)
+    observation["engine_vs_floor"] = round(
+        observation["engine"]["resources_per_second"] / observation["floor"]["resources_per_second"], 3
+    )
     if "pathling" in observation:
-        observation["silver_vs_pathling"] = round(ours / observation["pathling"]["resources_per_second"], 3)
+        peer = observation["pathling"]["resources_per_second"]
+        observation["silver_vs_pathling"] = round(ours / peer, 3)
+        observation["engine_vs_pathling"] = round(observation["engine"]["resources_per_second"] / peer, 3)
     result["silver_observation"] = observation
 
     progress("dag-parse", "DagBag over dags/")
@@ -350,13 +377,15 @@ def markdown(result: dict) -> str:
         "| | resources | seconds | resources/s |",
         "|---|---:|---:|---:|",
     ]
-    for name in ("silver", "floor", "pathling"):
+    for name in ("silver", "floor", "engine", "pathling"):
         if name in observation:
             o = observation[name]
             lines.append(f"| {name} | {o['resources']} | {o['seconds']} | {o['resources_per_second']} |")
     lines += ["", f"silver / floor = {observation['silver_vs_floor']}"]
+    lines.append(f"engine (our views on Pathling's view file) / floor = {observation['engine_vs_floor']}")
     if "silver_vs_pathling" in observation:
         lines.append(f"silver / Pathling = {observation['silver_vs_pathling']}")
+        lines.append(f"engine / Pathling = {observation['engine_vs_pathling']}")
     lines += ["", f"DAG parse: {result['dag_parse']['seconds']} s for {result['dag_parse']['dags']} DAGs"]
     if "stream" in result:
         s = result["stream"]
@@ -380,14 +409,21 @@ def chart(result: dict, path: Path) -> None:
     names = ["bronze", "silver"]
     values = [result["stages"][n]["rows_per_second"] for n in names]
     colors = ["#4c72b0", "#4c72b0"]
-    for name, color in (("silver", "#4c72b0"), ("floor", "#8c8c8c"), ("pathling", "#dd8452")):
+    for name, color in (
+        ("silver", "#4c72b0"),
+        ("floor", "#8c8c8c"),
+        ("engine", "#64b5cd"),
+        ("pathling", "#dd8452"),
+    ):
         if name in observation:
             names.append(f"Observation\n{name}")
             values.append(observation[name]["resources_per_second"])
             colors.append(color)
     left.bar(names, values, color=colors)
     left.set_ylabel("resources / s")
-    left.set_title("Ingest and normalise (ours blue, floor grey, Pathling orange)")
+    left.set_title(
+        "Ingest and normalise (ours blue, our view engine light blue, floor grey, Pathling orange)"
+    )
     left.tick_params(axis="x", labelsize=8)
     patient_stages = [n for n in ("gold", "train") if n in result["stages"]]
     right.bar(
