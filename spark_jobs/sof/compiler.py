@@ -48,6 +48,9 @@ class Value:
     choice: tuple | None = None  # (owner value, element) of a choice element awaiting ofType()
     through: frozenset[str] = frozenset()  # element paths and types the value was read through (PHI policy)
     patient_key: bool = False  # a Patient's id: hashed on output
+    # (collection, its first item found without a lambda): `where(<element> = '<text>')` then
+    # first() as an array_position, which Spark compiles; a filter's lambda runs row by row.
+    first_item: tuple[Column, Column] | None = None
 
 
 @dataclass(frozen=True)
@@ -247,8 +250,29 @@ class Compiler:
             return self._boolean(self.eval(args[0], self._item(owner, item), env), "where() criteria")
 
         if owner.many:
-            return replace(owner, col=F.filter(owner.col, keep))
-        return replace(owner, col=F.when(keep(owner.col), owner.col))
+            filtered = F.filter(owner.col, keep)
+            first = self._first_equal(owner, args[0])
+            return replace(owner, col=filtered, first_item=None if first is None else (filtered, first))
+        return replace(owner, col=F.when(keep(owner.col), owner.col), first_item=None)
+
+    def _first_equal(self, owner: Value, criteria) -> Column | None:
+        """The first item of `owner` whose text element equals a text literal, by position."""
+        if not (isinstance(criteria, Binary) and criteria.op == "=") or owner.node is None:
+            return None
+        for path, literal in ((criteria.left, criteria.right), (criteria.right, criteria.left)):
+            if not (isinstance(path, Invoke) and path.target is None and path.args is None):
+                continue
+            element = r4.element(owner.type, path.name)
+            one_text = (
+                element is not None
+                and not (element.many or element.choice or element.ref)
+                and len(element.types) == 1
+                and r4.primitive_system_type(element.types[0]) == "String"
+            )
+            if one_text and isinstance(literal, Literal) and literal.type == "String":
+                position = F.array_position(owner.col.getField(path.name), literal.value)
+                return F.get(owner.col, position - 1)
+        return None
 
     def fn_exists(self, owner: Value, args: tuple, env: Env) -> Value:
         self._arity("exists", args, (0, 1))
@@ -268,7 +292,11 @@ class Compiler:
 
     def fn_first(self, owner: Value, args: tuple, env: Env) -> Value:
         self._arity("first", args, (0,))
-        return replace(owner, col=F.try_element_at(owner.col, F.lit(1)), many=False) if owner.many else owner
+        if not owner.many:
+            return owner
+        if owner.first_item is not None and owner.first_item[0] is owner.col:
+            return replace(owner, col=owner.first_item[1], many=False, first_item=None)
+        return replace(owner, col=F.try_element_at(owner.col, F.lit(1)), many=False)
 
     def fn_last(self, owner: Value, args: tuple, env: Env) -> Value:
         self._arity("last", args, (0,))

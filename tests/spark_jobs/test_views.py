@@ -465,3 +465,19 @@ def test_run_reads_the_newest_versions_from_bronze(spark, samples_silver, tmp_pa
     assert sorted(map(tuple, written.collect())) == sorted(
         map(tuple, silver.select(*written.columns).collect())
     )
+
+
+def test_where_equal_then_first_is_found_by_position_not_by_a_lambda(spark):
+    """Spark runs a filter's lambda row by row; silver's code lookups are positions."""
+    view = {
+        "resource": "Observation",
+        "select": [{"column": [{"name": "c", "path": "code.coding.where(system = 'L').first().code"}]}],
+    }
+    codings = [{"system": "x", "code": "1"}, {"code": "2"}, {"system": "L", "code": "3"}, {"system": "L"}]
+    observations = [
+        {"resourceType": "Observation", "id": "a", "code": {"coding": codings}},
+        {"resourceType": "Observation", "id": "b", "code": {"coding": codings[:2]}},
+        {"resourceType": "Observation", "id": "c"},
+    ]
+    assert rows_of(spark, view, observations) == [{"c": "3"}, {"c": None}, {"c": None}]
+    assert "lambdafunction" not in str(compile_view(view).rows)
