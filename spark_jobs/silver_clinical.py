@@ -65,6 +65,7 @@ def with_quality(df: DataFrame, type_mismatch: Column, *issues: Column) -> DataF
 
 
 def subject_issue(has_subject: Column, patient_key: Column) -> Column:
+    """`no_subject`, or `unresolved_subject` when the subject is no Patient found."""
     return F.when(~has_subject, F.lit("no_subject")).when(patient_key.isNull(), F.lit("unresolved_subject"))
 
 
@@ -75,6 +76,7 @@ def _finish(rows: DataFrame, columns: list[Column], *issues: Column) -> DataFram
 
 
 def _subject_issue() -> Column:
+    """subject_issue of a view row (its `has_subject` and hashed Patient key)."""
     return subject_issue(F.col("has_subject"), F.col("patient_id_hashed"))
 
 

@@ -83,9 +83,8 @@ class Compiler:
     def __init__(self, registry: SchemaRegistry, *, strict: bool = True, resource_key: Column | None = None):
         self.registry = registry
         self.strict = strict
-        self.resource_key = (
-            resource_key  # the viewed resource's key, when the runner knows it better than `id`
-        )
+        # The viewed resource's key, when the runner knows it better than its `id`.
+        self.resource_key = resource_key
 
     # --- entry points -------------------------------------------------------
     def compile(self, text: str, focus: Value, env: Env) -> Value:
