@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import fhir_schemas
@@ -58,21 +59,31 @@ def flatten_observations(observations: DataFrame) -> DataFrame:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def timed_to_parquet(app_name: str, flatten: Callable[[SparkSession, list[str]], DataFrame]) -> None:
+    """The CLI of a flattening reference: --input files -> `flatten` -> Parquet in --out;
+    prints one JSON line, rows and seconds (read to written, the JVM start excluded)."""
+    parser = argparse.ArgumentParser(prog=app_name)
     parser.add_argument("--input", nargs="+", required=True, help="Observation NDJSON files")
     parser.add_argument("--out", required=True, help="Parquet output folder")
     args = parser.parse_args()
-    # The Parquet setting silver writes its row ids with, so the floor writes as well.
+    # The Parquet setting silver writes its row ids with, so the references write as well.
     spark = build_spark_session(
-        "bench-floor", {"spark.ui.enabled": "false", **without_parquet_dictionary(["observation_id"])}
+        app_name, {"spark.ui.enabled": "false", **without_parquet_dictionary(["observation_id"])}
     )
     started = time.perf_counter()
-    parsed = spark.read.schema(fhir_schemas.OBSERVATION).json(args.input)
-    flatten_observations(parsed.select(F.struct("*").alias("o"))).write.mode("overwrite").parquet(args.out)
+    flatten(spark, args.input).write.mode("overwrite").parquet(args.out)
     seconds = time.perf_counter() - started
     rows = spark.read.parquet(args.out).count()
     print(json.dumps({"rows": rows, "seconds": round(seconds, 2)}))
+
+
+def _floor(spark: SparkSession, files: list[str]) -> DataFrame:
+    parsed = spark.read.schema(fhir_schemas.OBSERVATION).json(files)
+    return flatten_observations(parsed.select(F.struct("*").alias("o")))
+
+
+def main() -> None:
+    timed_to_parquet("bench-floor", _floor)
 
 
 if __name__ == "__main__":

@@ -232,39 +232,13 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         }
     }
     progress("floor", f"{observations_in_ndjson} Observation resources to Parquet")
-    _, _, out = run_process(
-        "floor",
-        [sys.executable, "-m", "bench.floor", "--input", *observation_files, "--out", str(work / "floor")],
-        logs,
+    observation["floor"] = flattening_reference(
+        "floor", observation_files, observations_in_ndjson, work, logs
     )
-    floor = json.loads(out.strip().splitlines()[-1])
-    observation["floor"] = {
-        "resources": observations_in_ndjson,
-        **floor,
-        "resources_per_second": rate(observations_in_ndjson, floor["seconds"]),
-    }
-    progress("floor", f"{floor['seconds']}s")
     progress("engine", "the same Observations through our engine and the peer's view")
-    _, _, out = run_process(
-        "view_engine",
-        [
-            sys.executable,
-            "-m",
-            "bench.view_engine",
-            "--input",
-            *observation_files,
-            "--out",
-            str(work / "engine"),
-        ],
-        logs,
+    observation["engine"] = flattening_reference(
+        "view_engine", observation_files, observations_in_ndjson, work, logs
     )
-    engine = json.loads(out.strip().splitlines()[-1])
-    observation["engine"] = {
-        "resources": observations_in_ndjson,
-        **engine,
-        "resources_per_second": rate(observations_in_ndjson, engine["seconds"]),
-    }
-    progress("engine", f"{engine['seconds']}s")
     if not args.skip_peer:
         observation["pathling"] = pathling_peer(observation_files, observations_in_ndjson, work, logs)
     ours = observation["silver"]["resources_per_second"]
@@ -289,6 +263,18 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         result["stream"] = stream_latency.main(["--events", str(args.stream_events)])
     result["targets"] = check_targets(result)
     return result
+
+
+def flattening_reference(module: str, files: list[str], resources: int, work: Path, logs: Path) -> dict:
+    """bench.<module> (floor.timed_to_parquet) over the Observation files, with its rate."""
+    _, _, out = run_process(
+        module,
+        [sys.executable, "-m", f"bench.{module}", "--input", *files, "--out", str(work / module)],
+        logs,
+    )
+    result = json.loads(out.strip().splitlines()[-1])
+    progress(module, f"{result['seconds']}s")
+    return {"resources": resources, **result, "resources_per_second": rate(resources, result["seconds"])}
 
 
 def pathling_peer(files: list[str], resources: int, work: Path, logs: Path) -> dict:

@@ -11,32 +11,24 @@ seconds (read to written, the JVM start excluded, as for the floor and the peer)
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 from pathlib import Path
 
-from spark_jobs.session import build_spark_session, without_parquet_dictionary
+from pyspark.sql import DataFrame, SparkSession
+
+from bench.floor import timed_to_parquet
 from spark_jobs.sof.view import compile_view, view_rows
 
 VIEW = Path(__file__).resolve().parent / "observation_view.json"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--input", nargs="+", required=True, help="Observation NDJSON files")
-    parser.add_argument("--out", required=True, help="Parquet output folder")
-    args = parser.parse_args()
-    spark = build_spark_session(
-        "bench-view-engine", {"spark.ui.enabled": "false", **without_parquet_dictionary(["observation_id"])}
-    )
-    started = time.perf_counter()
+def _engine(spark: SparkSession, files: list[str]) -> DataFrame:
     compiled = compile_view(json.loads(VIEW.read_text()))
-    texts = spark.read.text(args.input)
-    view_rows(texts, compiled, "value", all_of_type=True).write.mode("overwrite").parquet(args.out)
-    seconds = time.perf_counter() - started
-    rows = spark.read.parquet(args.out).count()
-    print(json.dumps({"rows": rows, "seconds": round(seconds, 2)}))
+    return view_rows(spark.read.text(files), compiled, "value", all_of_type=True)
+
+
+def main() -> None:
+    timed_to_parquet("bench-view-engine", _engine)
 
 
 if __name__ == "__main__":
