@@ -2,8 +2,8 @@
 
     python -m bench.floor --input F [F ...] --out DIR
 
-Reads the Observation NDJSON with an explicit schema (the one silver parses
-with), flattens the columns of bench/observation_view.json (one row per
+Reads the Observation NDJSON with a hand-typed explicit schema (the one silver
+parsed with before its views), flattens the columns of bench/observation_view.json (one row per
 observation plus one per component, as the Pathling peer) and writes Parquet.
 No versioning, no hashing, no unit normalisation, no Delta. Prints one JSON
 line: rows, seconds (read to written, the JVM start excluded).
@@ -18,10 +18,52 @@ from collections.abc import Callable
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-from spark_jobs import fhir_schemas
 from spark_jobs.session import build_spark_session, without_parquet_dictionary
-from spark_jobs.silver_normalize import explode_measurements, first, first_coding, own_measurement
+
+
+def _struct(**fields: T.DataType) -> T.StructType:
+    return T.StructType([T.StructField(name, dtype) for name, dtype in fields.items()])
+
+
+S, D = T.StringType(), T.DoubleType()
+CODING = _struct(system=S, code=S, display=S)
+_CODE = _struct(coding=T.ArrayType(_struct(code=S)))
+_RANGE_LIMIT = _struct(value=D, unit=S, code=S)
+_VALUE_FIELDS = dict(
+    valueQuantity=_struct(value=D, unit=S, code=S, comparator=S),
+    valueCodeableConcept=_struct(coding=T.ArrayType(CODING)),
+    valueString=S,
+    valueBoolean=T.BooleanType(),
+    valueInteger=T.LongType(),
+    dataAbsentReason=_struct(coding=T.ArrayType(_struct(code=S)), text=S),
+    interpretation=T.ArrayType(_CODE),
+    referenceRange=T.ArrayType(_struct(low=_RANGE_LIMIT, high=_RANGE_LIMIT)),
+)
+OBSERVATION = _struct(
+    id=S,
+    status=S,
+    category=T.ArrayType(_CODE),
+    code=_struct(coding=T.ArrayType(CODING)),
+    subject=_struct(reference=S),
+    encounter=_struct(reference=S),
+    effectiveDateTime=S,
+    effectiveInstant=S,
+    effectivePeriod=_struct(start=S),
+    issued=S,
+    component=T.ArrayType(_struct(code=_struct(coding=T.ArrayType(CODING)), **_VALUE_FIELDS)),
+    **_VALUE_FIELDS,
+)
+
+
+def first(array: Column) -> Column:
+    """The first element of an array, null when the array is empty or null (ANSI-safe)."""
+    return F.get(array, 0)
+
+
+def first_coding(concept: Column) -> Column:
+    return first(concept["coding"])
 
 
 def _first_code(concept: Column, field: str) -> Column:
@@ -43,9 +85,14 @@ def _measurement(source: Column) -> Column:
 def flatten_observations(observations: DataFrame) -> DataFrame:
     """Parsed Observation resources -> the benchmark view's rows."""
     o = F.col("o")
-    measurements = explode_measurements(
-        observations, own_measurement(o), o["component"], F.lit(True), lambda source, _: _measurement(source)
+    own = F.struct(*[o[f].alias(f) for f in ("code", *_VALUE_FIELDS)])
+    # Indexes exploded and picked by position: lambdas would run outside whole-stage codegen.
+    index = F.col("_index")
+    exploded = observations.withColumn(
+        "_index", F.explode(F.sequence(F.lit(0), F.size(F.coalesce(o["component"], F.array()))))
     )
+    source = F.when(index == 0, own).otherwise(F.get(o["component"], index - 1))
+    measurements = exploded.withColumn("m", _measurement(source))
     return measurements.select(
         o["id"].alias("observation_id"),
         o["status"].alias("status"),
@@ -78,7 +125,7 @@ def timed_to_parquet(app_name: str, flatten: Callable[[SparkSession, list[str]],
 
 
 def _floor(spark: SparkSession, files: list[str]) -> DataFrame:
-    parsed = spark.read.schema(fhir_schemas.OBSERVATION).json(files)
+    parsed = spark.read.schema(OBSERVATION).json(files)
     return flatten_observations(parsed.select(F.struct("*").alias("o")))
 
 

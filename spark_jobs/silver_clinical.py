@@ -312,3 +312,119 @@ def patients(
         ],
         F.when(age.isNull(), F.lit("no_birth_date")),
     )
+
+
+def observations(
+    rows: DataFrame, measures: DataFrame, severity_by_interpretation: dict[str, str]
+) -> DataFrame:
+    """observations_source rows (one per measurement) -> observations_normalized.
+
+    A measurement's code is its LOINC coding, else its first. Tracked measures
+    (`measures`: codesets.measure_lookup) get their value in the measure's unit;
+    abnormal severity comes from the interpretation, else the resource's reference
+    range, else the measure's default range.
+    """
+    code_system = F.coalesce(F.col("loinc_system"), F.col("first_code_system"))
+    code = F.coalesce(F.col("loinc_code"), F.col("first_code"))
+    effective = F.coalesce(
+        F.col("effective_date_time"), F.col("effective_instant"), F.col("effective_period_start")
+    )
+    # When the observation happened: its effective time, else (none, or unreadable) when it was issued.
+    observed = F.when(fhir_timestamp(effective).isNotNull(), effective).otherwise(F.col("issued"))
+    value_type = (
+        F.when(F.col("quantity_value").isNotNull(), "quantity")
+        .when(F.col("has_codeable_concept"), "codeable_concept")
+        .when(F.col("has_string"), "string")
+        .when(F.col("value_boolean").isNotNull(), "boolean")
+        .when(F.col("value_integer").isNotNull(), "integer")
+        .when(F.col("has_absent_reason"), "absent")
+        .otherwise("none")
+    )
+    original_value = F.coalesce(F.col("quantity_value"), F.col("value_integer").cast("double"))
+    original_unit = F.coalesce(F.col("quantity_code"), F.col("quantity_unit"))
+    range_unit = F.coalesce(
+        *[F.col(f"range_{end}_{part}") for end in ("low", "high") for part in ("code", "unit")]
+    )
+
+    measure = F.col("measure")
+    conversion = F.col("conversions")[original_unit]
+    normalized = measure.isNotNull() & conversion.isNotNull()
+    to_measure_unit = lambda v: v * conversion["factor"] + conversion["offset"]  # noqa: E731
+    value = F.when(normalized, to_measure_unit(original_value)).otherwise(original_value)
+    range_convertible = normalized & (range_unit.isNull() | (range_unit == original_unit))
+    resource_low, resource_high = [
+        F.when(range_convertible, to_measure_unit(F.col(limit))).when(measure.isNull(), F.col(limit))
+        for limit in ("range_low", "range_high")
+    ]
+    has_resource_range = resource_low.isNotNull() | resource_high.isNotNull()
+    low = F.when(has_resource_range, resource_low).when(normalized, F.col("normal_low"))
+    high = F.when(has_resource_range, resource_high).when(normalized, F.col("normal_high"))
+
+    interpretation_code = F.col("interpretation_code")
+    severity_map = F.create_map(*[F.lit(x) for kv in severity_by_interpretation.items() for x in kv])
+    interpreted = severity_map[interpretation_code]
+    out_of_range = (value < low) | (value > high)
+    critical = normalized & ((value < F.col("critical_low")) | (value > F.col("critical_high")))
+    range_known = value.isNotNull() & (low.isNotNull() | high.isNotNull())
+    from_range = (
+        F.when(~range_known, F.lit(None))
+        .when(F.coalesce(critical, F.lit(False)), "CRITICAL")
+        .when(F.coalesce(out_of_range, F.lit(False)), "ABNORMAL")
+        .otherwise("NORMAL")
+    )
+    severity = F.coalesce(interpreted, from_range)
+    flag_source = (
+        F.when(interpreted.isNotNull(), "interpretation")
+        .when(range_known & has_resource_range, "reference_range")
+        .when(range_known, "default_range")
+    )
+    observation_ts = fhir_timestamp(observed)
+    rows = rows.join(F.broadcast(measures), "loinc_code", "left")
+    return _finish(
+        rows,
+        [
+            F.concat_ws("#", F.col("observation_id"), F.col("component_index").cast("string")).alias(
+                "measurement_id"
+            ),
+            F.col("observation_id"),
+            F.col("component_index").cast("int").alias("component_index"),
+            F.col("patient_id_hashed"),
+            F.col("encounter_id"),
+            F.col("status"),
+            (F.col("status") == "entered-in-error").alias("is_entered_in_error"),
+            F.col("category"),
+            F.col("panel_code"),
+            code_system.alias("code_system"),
+            code.alias("code"),
+            F.coalesce(F.col("loinc_display"), F.col("first_code_display")).alias("code_display"),
+            F.col("loinc_code"),
+            F.col("loinc_display"),
+            measure,
+            F.col("measure_category"),
+            value_type.alias("value_type"),
+            value.alias("value_numeric"),
+            F.when(normalized, F.col("measure_unit")).otherwise(original_unit).alias("value_unit"),
+            normalized.alias("is_unit_normalized"),
+            original_value.alias("value_original"),
+            original_unit.alias("value_original_unit"),
+            F.col("quantity_comparator").alias("value_comparator"),
+            F.col("value_code_system"),
+            F.col("value_code"),
+            F.col("value_display"),
+            F.col("value_boolean"),
+            F.coalesce(F.col("absent_reason_code"), F.col("absent_reason_text")).alias("data_absent_reason"),
+            low.alias("reference_range_low"),
+            high.alias("reference_range_high"),
+            interpretation_code,
+            severity.alias("abnormal_severity"),
+            F.when(severity.isNotNull(), severity.isin("ABNORMAL", "CRITICAL")).alias("is_abnormal"),
+            flag_source.alias("abnormal_flag_source"),
+            observation_ts.alias("observation_ts"),
+            fhir_date(observed).alias("observation_date"),
+            fhir_timestamp(F.col("issued")).alias("issued_ts"),
+        ],
+        _subject_issue(),
+        F.when(observation_ts.isNull(), F.lit("no_effective_time")),
+        F.when(code.isNull(), F.lit("no_code")),
+        F.when(measure.isNotNull() & original_value.isNotNull() & ~normalized, F.lit("unit_not_normalized")),
+    )

@@ -3,11 +3,10 @@
     python -m spark_jobs.silver_normalize --lakehouse <root-uri> --run-date D [--lookback-days N]
         [--views-folder <uri>]
 
-Reads the bronze typed tables for ingestion dates (D - N, D]. Patients, encounters,
-conditions and medications are silver's own SQL on FHIR ViewDefinitions
-(include/silver_views/) followed by pure clinical transforms
-(spark_jobs/silver_clinical.py); observations are parsed with an explicit schema
-(spark_jobs/fhir_schemas.py) and normalized here. It MERGEs into
+Reads the bronze typed tables for ingestion dates (D - N, D]. Each core table is
+silver's own SQL on FHIR ViewDefinition of its resource types
+(include/silver_views/) followed by a pure clinical transform
+(spark_jobs/silver_clinical.py). It MERGEs into
 - `silver/observations_normalized` (one row per measurement: a panel with
   components such as blood pressure gives one row per component), clustered
   by observation_date and patient;
@@ -53,7 +52,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_jobs import codesets, fhir_schemas, phi, silver_clinical
+from spark_jobs import codesets, phi, silver_clinical
 from spark_jobs.lakehouse import (
     PermanentJobError,
     configure_logging,
@@ -67,7 +66,7 @@ from spark_jobs.lakehouse import (
     table_path,
 )
 from spark_jobs.session import READ_SPLIT_BYTES, build_spark_session, without_parquet_dictionary
-from spark_jobs.silver_clinical import HashFn, fhir_date, fhir_timestamp, subject_issue, with_quality
+from spark_jobs.silver_clinical import HashFn
 from spark_jobs.sof.catalog import (
     RESOURCE_KEY,
     ROW_ID,
@@ -79,35 +78,12 @@ from spark_jobs.sof.catalog import (
 
 log = logging.getLogger("fhir_lakehouse.silver")
 
-LOINC = "http://loinc.org"
 
 # Columns that hold a new value in nearly every Observation row (session.without_parquet_dictionary).
 UNIQUE_COLUMNS = ("measurement_id", "observation_id", "source_content_hash", "source_version_order")
 
 
-# --- Shared column helpers -----------------------------------------------
-
-
-def first(array: Column) -> Column:
-    """The first element of an array, null when the array is empty or null (ANSI-safe)."""
-    return F.get(array, 0)
-
-
-def first_coding(concept: Column) -> Column:
-    return first(concept["coding"])
-
-
-def coding_in(codings: Column, system: str) -> Column:
-    """The first coding of `system` in an array of codings (null when none)."""
-    # array_position, not filter(codings, lambda): Spark evaluates lambdas row by row
-    # outside whole-stage codegen, and this runs for every measurement.
-    return F.get(codings, F.array_position(codings["system"], system) - 1)
-
-
-def reference_id(reference: Column, resource_type: str) -> Column:
-    """Id of a `<Type>/<id>` reference in any form FHIR allows (relative, versioned, absolute)."""
-    pattern = rf"(?:^|/){resource_type}/({fhir_schemas.FHIR_ID})(?:/_history/[^/]+)?$"
-    return F.nullif(F.regexp_extract(reference, pattern, 1), F.lit(""))
+# --- Versions, tombstones and the merge ----------------------------------------------------
 
 
 def version_order(raw: DataFrame) -> Column:
@@ -129,35 +105,6 @@ def version_order(raw: DataFrame) -> Column:
     )
 
 
-def resolve_patient(df: DataFrame, reference: Column, urn_map: DataFrame) -> DataFrame:
-    """Add `patient_id` (raw; hashed later) from a patient reference in any form.
-
-    `urn:uuid:` references resolve to the Patient entry with that fullUrl in
-    the same Bundle (`urn_map`: ingestion_date, source_file, bundle_id,
-    full_url -> patient_id).
-    """
-    with_ref = df.withColumn("_patient_ref", reference)
-    urn = urn_map.select(
-        F.col("ingestion_date").alias("_u_date"),
-        F.col("source_file").alias("_u_file"),
-        F.col("bundle_id").alias("_u_bundle"),
-        F.col("full_url").alias("_u_url"),
-        F.col("patient_id").alias("_u_patient"),
-    )
-    joined = with_ref.join(
-        F.broadcast(urn),
-        (F.col("_patient_ref") == F.col("_u_url"))
-        & (F.col("ingestion_date") == F.col("_u_date"))
-        & (F.col("source_file") == F.col("_u_file"))
-        & F.col("bundle_id").eqNullSafe(F.col("_u_bundle")),
-        "left",
-    )
-    patient_id = F.coalesce(F.col("_u_patient"), reference_id(F.col("_patient_ref"), "Patient"))
-    return joined.withColumn("patient_id", patient_id).drop(
-        "_u_date", "_u_file", "_u_bundle", "_u_url", "_u_patient"
-    )
-
-
 def source_columns() -> list[Column]:
     """Provenance every silver row carries (and the merge compares)."""
     return [
@@ -167,252 +114,6 @@ def source_columns() -> list[Column]:
         F.col("content_hash").alias("source_content_hash"),
         F.col("version_order").alias("source_version_order"),
     ]
-
-
-# --- Observations -----------------------------------------------
-
-
-# An Observation's value elements, in the order its components list them (own_measurement).
-MEASUREMENT_FIELDS = (
-    "valueQuantity",
-    "valueCodeableConcept",
-    "valueString",
-    "valueBoolean",
-    "valueInteger",
-    "dataAbsentReason",
-    "interpretation",
-    "referenceRange",
-)
-
-
-def _measurement(source: Column, index: Column) -> Column:
-    """What silver keeps of one measurement (the resource's own value or a component's), as scalars.
-
-    Scalars, not the source's nested codings, ranges and concepts: the exploded rows
-    then carry no arrays to the join and the hashing, and the generated code is smaller.
-    The JIT compiler spent 6.4 s on one method of the nested form, 3.2 s on it now
-    (at 10k patients the Observation table took 25.7 -> 23.9 s, 5 pairs).
-    """
-    codings = source["code"]["coding"]
-    loinc = coding_in(codings, LOINC)
-    first_code = first(codings)
-    quantity = source["valueQuantity"]
-    concept = first_coding(source["valueCodeableConcept"])
-    absent = source["dataAbsentReason"]
-    range_ = first(source["referenceRange"])
-    value_type = (
-        F.when(quantity["value"].isNotNull(), "quantity")
-        .when(source["valueCodeableConcept"].isNotNull(), "codeable_concept")
-        .when(source["valueString"].isNotNull(), "string")
-        .when(source["valueBoolean"].isNotNull(), "boolean")
-        .when(source["valueInteger"].isNotNull(), "integer")
-        .when(absent.isNotNull(), "absent")
-        .otherwise("none")
-    )
-    return F.struct(
-        index.alias("component_index"),
-        F.coalesce(loinc["system"], first_code["system"]).alias("code_system"),
-        F.coalesce(loinc["code"], first_code["code"]).alias("code"),
-        F.coalesce(loinc["display"], first_code["display"]).alias("code_display"),
-        loinc["code"].alias("loinc_code"),
-        loinc["display"].alias("loinc_display"),
-        value_type.alias("value_type"),
-        F.coalesce(quantity["value"], source["valueInteger"].cast("double")).alias("value"),
-        F.coalesce(quantity["code"], quantity["unit"]).alias("unit"),
-        quantity["comparator"].alias("comparator"),
-        concept["system"].alias("value_code_system"),
-        concept["code"].alias("value_code"),
-        concept["display"].alias("value_display"),
-        source["valueBoolean"].alias("value_boolean"),
-        F.coalesce(first_coding(absent)["code"], absent["text"]).alias("data_absent_reason"),
-        first_coding(first(source["interpretation"]))["code"].alias("interpretation_code"),
-        range_["low"]["value"].alias("range_low"),
-        range_["high"]["value"].alias("range_high"),
-        F.coalesce(
-            range_["low"]["code"], range_["low"]["unit"], range_["high"]["code"], range_["high"]["unit"]
-        ).alias("range_unit"),
-    )
-
-
-def own_measurement(observation: Column) -> Column:
-    """An Observation's own code and value, typed like one of its components."""
-    return F.struct(*[observation[f].alias(f) for f in ("code", *MEASUREMENT_FIELDS)])
-
-
-def _has_value(r: Column) -> Column:
-    return (
-        r["valueQuantity"]["value"].isNotNull()
-        | r["valueCodeableConcept"].isNotNull()
-        | r["valueString"].isNotNull()
-        | r["valueBoolean"].isNotNull()
-        | r["valueInteger"].isNotNull()
-        | r["dataAbsentReason"].isNotNull()
-    )
-
-
-def explode_measurements(
-    df: DataFrame,
-    main: Column,
-    components: Column,
-    include_main: Column,
-    measurement: Callable[[Column, Column], Column],
-) -> DataFrame:
-    """One row per measurement of an Observation, as column `m`.
-
-    `measurement(source, index)` builds it from the resource's own measurement
-    `main` (index 0, when `include_main`) or from element index-1 of `components`
-    (index 1..n); `main` has the type of a component.
-    """
-    # Explode indexes and pick by index rather than transform() the components: Spark
-    # interprets higher-order functions, and every expression around them, row by row
-    # instead of compiling them (measured: silver's Observation normalize 18.9 -> 15.4 s).
-    count = F.size(F.coalesce(components, F.array()))
-    exploded = df.withColumn("_index", F.explode(F.sequence(F.when(include_main, 0).otherwise(1), count)))
-    index = F.col("_index")
-    # The source is chosen before `measurement` runs, so its expressions are generated
-    # once, not once per branch.
-    source = F.when(index == 0, main).otherwise(F.get(components, index - 1))
-    return exploded.withColumn("m", measurement(source, index)).drop("_index")
-
-
-def normalize_observations(
-    parsed: DataFrame,
-    measures: DataFrame,
-    severity_by_interpretation: dict[str, str],
-    hash_id: HashFn,
-) -> DataFrame:
-    """Observation resources (column `r`) -> one row per measurement.
-
-    The observation's own value is component_index 0; components are 1..n.
-    Tracked measures (include/codesets/observation_measures.json) get their
-    value in the measure's unit; abnormal severity comes from the
-    interpretation, else the resource's reference range, else the measure's
-    default range.
-    """
-    r = F.col("r")
-    effective = F.coalesce(r["effectiveDateTime"], r["effectiveInstant"], r["effectivePeriod"]["start"])
-    # When the observation happened: its effective time, else (none, or unreadable) when it was issued.
-    observed = F.when(fhir_timestamp(effective).isNotNull(), effective).otherwise(r["issued"])
-    # The resource-level columns come out of the parsed struct before the explode: the
-    # rows that the explode, the measure join and the hashing (whose input rows Spark
-    # buffers for Python) move then hold a few columns and the measurement fields, not
-    # every parsed field.
-    observations = parsed.select(
-        *[c for c in parsed.columns if c != "r"],
-        reference_id(r["encounter"]["reference"], "Encounter").alias("encounter_id"),
-        r["status"].alias("status"),
-        first_coding(first(r["category"]))["code"].alias("category"),
-        first_coding(r["code"])["code"].alias("panel_code"),
-        fhir_timestamp(observed).alias("observation_ts"),
-        fhir_date(observed).alias("observation_date"),
-        fhir_timestamp(r["issued"]).alias("issued_ts"),
-        own_measurement(r).alias("_main"),
-        r["component"].alias("_components"),
-        # with_quality reads the parse error from r.
-        F.struct(r[fhir_schemas.CORRUPT_RECORD].alias(fhir_schemas.CORRUPT_RECORD)).alias("r"),
-    )
-    main, components = F.col("_main"), F.col("_components")
-    has_main = _has_value(main) | (F.size(F.coalesce(components, F.array())) == 0)
-    exploded = explode_measurements(observations, main, components, has_main, _measurement).drop(
-        "_main", "_components"
-    )
-    m = F.col("m")
-    with_loinc = exploded.withColumn("loinc_code", m["loinc_code"])
-    rows = with_loinc.join(F.broadcast(measures), "loinc_code", "left")
-
-    original_value, original_unit = m["value"], m["unit"]
-    conversion = F.col("conversions")[original_unit]
-    normalized = F.col("measure").isNotNull() & conversion.isNotNull()
-    to_measure_unit = lambda v: v * conversion["factor"] + conversion["offset"]  # noqa: E731
-    value = F.when(normalized, to_measure_unit(original_value)).otherwise(original_value)
-    range_convertible = normalized & (m["range_unit"].isNull() | (m["range_unit"] == original_unit))
-    resource_low = F.when(range_convertible, to_measure_unit(m["range_low"])).when(
-        F.col("measure").isNull(), m["range_low"]
-    )
-    resource_high = F.when(range_convertible, to_measure_unit(m["range_high"])).when(
-        F.col("measure").isNull(), m["range_high"]
-    )
-    has_resource_range = resource_low.isNotNull() | resource_high.isNotNull()
-    low = F.when(has_resource_range, resource_low).when(normalized, F.col("normal_low"))
-    high = F.when(has_resource_range, resource_high).when(normalized, F.col("normal_high"))
-
-    interpretation_code = m["interpretation_code"]
-    severity_map = F.create_map(*[F.lit(x) for kv in severity_by_interpretation.items() for x in kv])
-    interpreted = severity_map[interpretation_code]
-    out_of_range = (value < low) | (value > high)
-    critical = normalized & ((value < F.col("critical_low")) | (value > F.col("critical_high")))
-    range_known = value.isNotNull() & (low.isNotNull() | high.isNotNull())
-    from_range = (
-        F.when(~range_known, F.lit(None))
-        .when(F.coalesce(critical, F.lit(False)), "CRITICAL")
-        .when(F.coalesce(out_of_range, F.lit(False)), "ABNORMAL")
-        .otherwise("NORMAL")
-    )
-    severity = F.coalesce(interpreted, from_range)
-    flag_source = (
-        F.when(interpreted.isNotNull(), "interpretation")
-        .when(range_known & has_resource_range, "reference_range")
-        .when(range_known, "default_range")
-    )
-    result = rows.select(
-        F.concat_ws("#", F.col("resource_id"), m["component_index"].cast("string")).alias("measurement_id"),
-        F.col("resource_id").alias("observation_id"),
-        m["component_index"].alias("component_index"),
-        hash_id(F.col("patient_id")).alias("patient_id_hashed"),
-        F.col("encounter_id"),
-        F.col("status"),
-        (F.col("status") == "entered-in-error").alias("is_entered_in_error"),
-        F.col("category"),
-        F.col("panel_code"),
-        m["code_system"].alias("code_system"),
-        m["code"].alias("code"),
-        m["code_display"].alias("code_display"),
-        F.col("loinc_code"),
-        m["loinc_display"].alias("loinc_display"),
-        F.col("measure"),
-        F.col("measure_category"),
-        m["value_type"].alias("value_type"),
-        value.alias("value_numeric"),
-        F.when(normalized, F.col("measure_unit")).otherwise(original_unit).alias("value_unit"),
-        normalized.alias("is_unit_normalized"),
-        original_value.alias("value_original"),
-        original_unit.alias("value_original_unit"),
-        m["comparator"].alias("value_comparator"),
-        m["value_code_system"].alias("value_code_system"),
-        m["value_code"].alias("value_code"),
-        m["value_display"].alias("value_display"),
-        m["value_boolean"].alias("value_boolean"),
-        # valueString is free text: kept in bronze only (SPEC §6).
-        m["data_absent_reason"].alias("data_absent_reason"),
-        low.alias("reference_range_low"),
-        high.alias("reference_range_high"),
-        interpretation_code.alias("interpretation_code"),
-        severity.alias("abnormal_severity"),
-        F.when(severity.isNotNull(), severity.isin("ABNORMAL", "CRITICAL")).alias("is_abnormal"),
-        flag_source.alias("abnormal_flag_source"),
-        F.col("observation_ts"),
-        F.col("observation_date"),
-        F.col("issued_ts"),
-        *source_columns(),
-        F.col("r"),
-        F.col("patient_id"),
-        F.col("_patient_ref"),
-    )
-    result = with_quality(
-        result,
-        F.col(f"r.{fhir_schemas.CORRUPT_RECORD}").isNotNull(),
-        subject_issue(F.col("_patient_ref").isNotNull(), F.col("patient_id")),
-        F.when(F.col("observation_ts").isNull(), F.lit("no_effective_time")),
-        F.when(F.col("code").isNull(), F.lit("no_code")),
-        F.when(
-            F.col("measure").isNotNull() & F.col("value_original").isNotNull() & ~F.col("is_unit_normalized"),
-            F.lit("unit_not_normalized"),
-        ),
-    )
-    return result.drop("r", "patient_id", "_patient_ref")
-
-
-# --- Versions, tombstones and the merge ----------------------------------------------------
 
 
 def select_changes(versions: DataFrame, tombstones: DataFrame, current: DataFrame) -> DataFrame:
@@ -563,26 +264,15 @@ BRONZE_TABLE = {
     "Condition": "condition_raw",
 }
 
-# Silver's own view of each resource type but Observation (include/silver_views/), and
-# the clinical transform that makes its table's rows of the view's rows.
+# Silver's own view of each resource type (include/silver_views/).
 SOURCE_VIEWS = {
+    "Observation": "observations",
     "Patient": "patients",
     "Encounter": "encounters",
     "Condition": "conditions",
     "MedicationStatement": "medication_statements",
     "MedicationRequest": "medication_requests",
 }
-
-
-def parse_observations(records: DataFrame) -> DataFrame:
-    return records.withColumn(
-        "r",
-        F.from_json(
-            "resource_json",
-            fhir_schemas.OBSERVATION,
-            {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": fhir_schemas.CORRUPT_RECORD},
-        ),
-    )
 
 
 def patient_urn_map(patients: DataFrame) -> DataFrame:
@@ -818,22 +508,14 @@ def normalize_table(job: SilverRun, table: SilverTable) -> dict | None:
 
 def clinical_rows(job: SilverRun, resource_type: str, live: DataFrame) -> DataFrame:
     """A core silver table's rows of live bronze records of one resource type."""
-    if resource_type == "Observation":
-        reference = F.col("r")["subject"]["reference"]
-        parsed = parse_observations(live)
-        if job.urn_map is None:
-            with_patient = parsed.withColumn("_patient_ref", reference).withColumn(
-                "patient_id", reference_id(reference, "Patient")
-            )
-        else:
-            with_patient = resolve_patient(parsed, reference, job.urn_map)
-        return normalize_observations(with_patient, job.measures, job.severities, job.hash_id)
     view = job.source_views[resource_type]
     rows = silver_view_rows(
         live, view, source_columns(), job.hash_id, job.urn_map, mismatch=silver_clinical.TYPE_MISMATCH
     )
     if resource_type == "Patient":
         result = silver_clinical.patients(rows, job.hash_id, job.restricted, job.replacement)
+    elif resource_type == "Observation":
+        result = silver_clinical.observations(rows, job.measures, job.severities)
     else:
         result = CLINICAL_TRANSFORMS[resource_type](rows)
     leaked = view.reduced & set(result.columns)

@@ -1,15 +1,20 @@
-"""A ViewDefinition -> one Spark expression per resource: the array of its rows.
+"""A ViewDefinition -> Spark expressions per resource: how many rows it has, and
+each output column of row i.
 
-Rows are built as Spark arrays of structs and exploded once: `column`s make one
-row, a `forEach`/`forEachOrNull`/`repeat` makes one set per item of its
-collection, nested `select`s are crossed with their parent's row, `unionAll`
-concatenates branches with the same columns. The view is checked as a whole
-before any data is read; an error names the view's path to the bad part.
+`column`s make one row, a `forEach`/`forEachOrNull`/`repeat` makes one set per item
+of its collection, nested `select`s are crossed with their parent's row, `unionAll`
+concatenates branches with the same columns. A resource's positions are exploded
+once and each row is built from its position, so a view whose iterations hold only
+columns compiles without lambdas (Spark runs lambdas row by row, outside whole-stage
+codegen); an iteration holding iterations builds its rows as an array. The view is
+checked as a whole before any data is read; an error names the view's path to the
+bad part.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from pyspark.sql import Column, DataFrame
@@ -23,6 +28,7 @@ from spark_jobs.sof.schema import SchemaRegistry
 
 VIEW_DEFINITION_URL = "http://hl7.org/fhir/uv/sql-on-fhir/StructureDefinition/ViewDefinition"
 DEFAULT_REPEAT_DEPTH = 32
+POSITION = "_view_position"  # the exploded row position CompiledView.columns read
 COLUMN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 SELECT_KEYS = {"column", "select", "forEach", "forEachOrNull", "repeat", "unionAll", "description"}
 COLUMN_KEYS = {"name", "path", "collection", "type", "description", "tag"}
@@ -39,9 +45,39 @@ class CompiledView:
     resource: str
     columns: tuple[str, ...]
     schema: object  # StructType of the resource fields the view reads
-    rows: Column  # array<struct<columns>> over the parsed resource column `resource`
+    count: Column  # the rows of the parsed resource column `resource`
+    fields: tuple[Column, ...]  # the output columns of row POSITION, named
     where: Column | None
     values: dict[str, list[Value]]  # each output column's values (several under unionAll), for the PHI policy
+
+
+@dataclass(frozen=True)
+class RowSet:
+    """A select's rows of one resource: how many, and row i's columns (i from 0)."""
+
+    names: tuple[str, ...]
+    count: Column
+    row_at: Callable[[Column], dict[str, Column]]
+    single: bool = False  # always exactly one row
+
+    def array(self) -> Column:
+        """The rows as an array of structs."""
+        if self.single:
+            return F.array(_struct(self.row_at(F.lit(0))))
+        return F.transform(_positions(self.count), lambda i: _struct(self.row_at(i)))
+
+
+def _struct(row: dict[str, Column]) -> Column:
+    return F.struct(*[col.alias(name) for name, col in row.items()])
+
+
+def _positions(count: Column) -> Column:
+    """[0, count); `sequence` alone counts down when count is 0."""
+    return F.when(count > 0, F.sequence(F.lit(0), count - 1)).otherwise(F.array().cast("array<int>"))
+
+
+def _array_rows(rows: Column, names: tuple[str, ...]) -> RowSet:
+    return RowSet(names, F.size(rows), lambda i: {name: F.get(rows, i)[name] for name in names})
 
 
 class _ViewCompiler:
@@ -75,8 +111,11 @@ class _ViewCompiler:
                 raise ViewCompileError(f"{here}.path: {clause['path']!r} is {value.type}, not boolean")
             condition = F.coalesce(self.compiler.single(value, clause["path"]), F.lit(False))
             where = condition if where is None else where & condition
-        rows, columns = self.select_list(view["select"], root, env, "select")
-        return CompiledView(resource, tuple(columns), self.registry.root.struct(), rows, where, self.values)
+        rows = self.select_list(view["select"], root, env, "select")
+        fields = tuple(col.alias(name) for name, col in rows.row_at(F.col(POSITION)).items())
+        return CompiledView(
+            resource, rows.names, self.registry.root.struct(), rows.count, fields, where, self.values
+        )
 
     def constants(self, constants) -> dict[str, Value]:
         if not isinstance(constants, list):
@@ -104,13 +143,13 @@ class _ViewCompiler:
             raise ViewCompileError(f"{here}: {exc}") from None
 
     # --- selects ---------------------------------------------------------------
-    def select_list(self, selects, focus: Value, env: Env, here: str) -> tuple[Column, list[str]]:
+    def select_list(self, selects, focus: Value, env: Env, here: str) -> RowSet:
         if not isinstance(selects, list) or not selects:
             raise ViewCompileError(f"{here}: must be a non-empty list")
         parts = [self.select(item, focus, env, f"{here}[{index}]") for index, item in enumerate(selects)]
         return self.cross(parts, here)
 
-    def select(self, select, focus: Value, env: Env, here: str) -> tuple[Column, list[str]]:
+    def select(self, select, focus: Value, env: Env, here: str) -> RowSet:
         if not isinstance(select, dict):
             raise ViewCompileError(f"{here}: must be an object")
         unknown = set(select) - SELECT_KEYS
@@ -131,21 +170,29 @@ class _ViewCompiler:
         def item_value(item: Column) -> Value:
             return replace(items, col=item, many=False)  # keeps what it was read through (PHI policy)
 
-        def rows_for(item: Column, index: Column) -> Column:
-            return self.select_body(select, item_value(item), Env(env.constants, index, env.resource), here)[
-                0
-            ]
+        def body(item: Column, index: Column) -> RowSet:
+            return self.select_body(select, item_value(item), Env(env.constants, index, env.resource), here)
 
+        collection = F.coalesce(items.col, F.array()) if items.many else None
+        first = F.get(collection, 0) if items.many else items.col
+        probe = body(first, F.lit(0))
+        if probe.single:
+            if items.many:
+                count, item_at = F.size(collection), lambda i: F.get(collection, i)
+            else:
+                count, item_at = F.when(items.col.isNull(), 0).otherwise(1), lambda i: items.col
+            if kind == "forEachOrNull":
+                count = F.greatest(count, F.lit(1))  # no item: one row of nulls
+            return RowSet(probe.names, count, lambda i: body(item_at(i), i).row_at(F.lit(0)))
         collection = as_array(items)
-        no_item = item_value(F.try_element_at(collection, F.lit(1)))  # typed null: the collection is empty
-        _, columns = self.select_body(select, no_item, env, here)
-        rows = F.flatten(F.transform(collection, rows_for))
+        rows = F.flatten(F.transform(collection, lambda item, index: body(item, index).array()))
         if kind == "forEachOrNull":
+            no_item = item_value(F.try_element_at(collection, F.lit(1)))  # typed null
             rows = F.when(
                 F.size(collection) == 0,
-                self.select_body(select, no_item, Env(env.constants, F.lit(0), env.resource), here)[0],
+                self.select_body(select, no_item, Env(env.constants, F.lit(0), env.resource), here).array(),
             ).otherwise(rows)
-        return rows, columns
+        return _array_rows(rows, probe.names)
 
     def items(self, select: dict, kind: str, focus: Value, env: Env, here: str) -> Value:
         value = self.expression(select[kind], focus, env, f"{here}.{kind}")
@@ -204,7 +251,7 @@ class _ViewCompiler:
         )
         return Value(nodes, True, node_type, node_schema)
 
-    def select_body(self, select: dict, focus: Value, env: Env, here: str) -> tuple[Column, list[str]]:
+    def select_body(self, select: dict, focus: Value, env: Env, here: str) -> RowSet:
         parts = []
         if "column" in select:
             parts.append(self.columns(select["column"], focus, env, f"{here}.column"))
@@ -216,10 +263,10 @@ class _ViewCompiler:
             raise ViewCompileError(f"{here}: needs column, select or unionAll")
         return self.cross(parts, here)
 
-    def columns(self, columns, focus: Value, env: Env, here: str) -> tuple[Column, list[str]]:
+    def columns(self, columns, focus: Value, env: Env, here: str) -> RowSet:
         if not isinstance(columns, list) or not columns:
             raise ViewCompileError(f"{here}: must be a non-empty list")
-        fields, names = [], []
+        fields: dict[str, Column] = {}
         for index, column in enumerate(columns):
             at = f"{here}[{index}]"
             if not isinstance(column, dict):
@@ -230,37 +277,68 @@ class _ViewCompiler:
             name = column.get("name")
             if not isinstance(name, str) or not COLUMN_NAME.match(name):
                 raise ViewCompileError(f"{at}.name: {name!r} is not a valid column name")
+            if name in fields:
+                raise ViewCompileError(f"{here}: column name(s) {[name]} used twice")
             value = self.expression(column.get("path"), focus, env, f"{at}.path")
             if column.get("collection") is True:
-                col = as_array(value)
+                fields[name] = as_array(value)
             else:
-                col = self.compiler.single(value, column["path"])
-            fields.append(col.alias(name))
-            names.append(name)
+                fields[name] = self.compiler.single(value, column["path"])
             self.values.setdefault(name, []).append(replace(value, many=column.get("collection") is True))
-        return F.array(F.struct(*fields)), names
+        return RowSet(tuple(fields), F.lit(1), lambda _: fields, single=True)
 
-    def union_all(self, branches, focus: Value, env: Env, here: str) -> tuple[Column, list[str]]:
+    def union_all(self, branches, focus: Value, env: Env, here: str) -> RowSet:
         if not isinstance(branches, list) or not branches:
             raise ViewCompileError(f"{here}: must be a non-empty list")
         compiled = [self.select(branch, focus, env, f"{here}[{i}]") for i, branch in enumerate(branches)]
-        names = compiled[0][1]
-        for index, (_, other) in enumerate(compiled[1:], start=1):
-            if other != names:
+        names = compiled[0].names
+        for index, other in enumerate(compiled[1:], start=1):
+            if other.names != names:
                 raise ViewCompileError(
-                    f"{here}[{index}]: columns {other} differ from the first branch's {names}"
+                    f"{here}[{index}]: columns {list(other.names)} differ from the first "
+                    f"branch's {list(names)}"
                 )
-        return F.concat(*[rows for rows, _ in compiled]), names
+        starts = [F.lit(0)]  # each branch's first position
+        for branch in compiled[:-1]:
+            starts.append(starts[-1] + branch.count)
 
-    def cross(self, parts: list[tuple[Column, list[str]]], here: str) -> tuple[Column, list[str]]:
-        rows, names = parts[0]
-        for other_rows, other_names in parts[1:]:
-            clash = set(names) & set(other_names)
+        def row_at(i: Column) -> dict[str, Column]:
+            rows = [branch.row_at(i - start) for branch, start in zip(compiled, starts, strict=True)]
+            if len(rows) == 1:
+                return rows[0]
+            picked = {}
+            for name in names:
+                choice = F.when(i < starts[1], rows[0][name])
+                for next_start, row in zip(starts[2:], rows[1:-1], strict=True):
+                    choice = choice.when(i < next_start, row[name])
+                picked[name] = choice.otherwise(rows[-1][name])
+            return picked
+
+        return RowSet(names, starts[-1] + compiled[-1].count, row_at)
+
+    def cross(self, parts: list[RowSet], here: str) -> RowSet:
+        rows = parts[0]
+        for other in parts[1:]:
+            clash = set(rows.names) & set(other.names)
             if clash:
                 raise ViewCompileError(f"{here}: column name(s) {sorted(clash)} used twice")
-            rows = F.flatten(F.transform(rows, _crossing(other_rows, list(names), list(other_names))))
-            names = names + other_names
-        return rows, names
+            rows = _cross(rows, other)
+        return rows
+
+
+def _cross(left: RowSet, right: RowSet) -> RowSet:
+    """Each left row joined with each right row, left major."""
+    names = left.names + right.names
+    if right.single:
+        return RowSet(names, left.count, lambda i: {**left.row_at(i), **right.row_at(F.lit(0))}, left.single)
+    if left.single:
+        return RowSet(names, right.count, lambda i: {**left.row_at(F.lit(0)), **right.row_at(i)})
+    width = right.count
+    return RowSet(
+        names,
+        left.count * width,
+        lambda i: {**left.row_at(F.floor(i / width).cast("int")), **right.row_at(i % width)},
+    )
 
 
 def _tagging(path_index: int, key: Column | None):
@@ -271,20 +349,6 @@ def _tagging(path_index: int, key: Column | None):
         return F.struct((step if key is None else F.concat(key, step)).alias("key"), item.alias("node"))
 
     return tag
-
-
-def _crossing(right_rows: Column, left_names: list[str], right_names: list[str]):
-    """left row -> that row joined with each of `right_rows`."""
-
-    def combine(left: Column) -> Column:
-        def joined(right: Column) -> Column:
-            return F.struct(
-                *[left[n].alias(n) for n in left_names], *[right[n].alias(n) for n in right_names]
-            )
-
-        return F.transform(right_rows, joined)
-
-    return combine
 
 
 def check_view(view) -> None:
@@ -360,9 +424,6 @@ def view_rows(
         parsed = parsed.where(F.col("resource.resourceType") == compiled.resource)
     if compiled.where is not None:
         parsed = parsed.where(compiled.where)
-    if position is None:
-        return parsed.select(*keep, F.inline(compiled.rows))
-    exploded = parsed.select(*keep, F.posexplode(compiled.rows).alias(position, "_view_row"))
-    return exploded.select(
-        *keep, position, *[F.col("_view_row")[name].alias(name) for name in compiled.columns]
-    )
+    exploded = parsed.select(*keep, "resource", F.explode(_positions(compiled.count)).alias(POSITION))
+    numbered = [F.col(POSITION).alias(position)] if position is not None else []
+    return exploded.select(*keep, *numbered, *compiled.fields)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from bench.floor import flatten_observations
-from spark_jobs import fhir_schemas
+from bench.floor import OBSERVATION, flatten_observations
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "fhir-samples" / "hl7-r4-examples"
 VIEW = Path(__file__).resolve().parents[2] / "bench" / "observation_view.json"
@@ -19,7 +18,7 @@ def test_empty_arrays_give_nulls_not_an_index_error(spark, tmp_path):
     ndjson = tmp_path / "Observation.ndjson"
     bare = {"resourceType": "Observation", "id": "bare", "category": [], "code": {"coding": []}}
     ndjson.write_text(json.dumps({**bare, "interpretation": [], "component": []}) + "\n")
-    parsed = spark.read.schema(fhir_schemas.OBSERVATION).json(str(ndjson))
+    parsed = spark.read.schema(OBSERVATION).json(str(ndjson))
     rows = flatten_observations(parsed.select(F.struct("*").alias("o"))).collect()
 
     assert [(r.observation_id, r.category, r.code, r.interpretation_code) for r in rows] == [
@@ -31,7 +30,7 @@ def test_blood_pressure_gives_the_panel_row_and_one_row_per_component(spark, tmp
     ndjson = tmp_path / "Observation.ndjson"
     example = json.loads((EXAMPLES / "Observation-blood-pressure.json").read_text())
     ndjson.write_text(json.dumps(example) + "\n")
-    parsed = spark.read.schema(fhir_schemas.OBSERVATION).json(str(ndjson))
+    parsed = spark.read.schema(OBSERVATION).json(str(ndjson))
     rows = flatten_observations(parsed.select(F.struct("*").alias("o"))).collect()
 
     assert [(r.code, r.value, r.value_unit, r.interpretation_code) for r in rows] == [

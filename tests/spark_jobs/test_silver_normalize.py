@@ -18,6 +18,7 @@ from pyspark.testing import assertDataFrameEqual
 from spark_jobs import codesets, phi, silver_clinical, silver_normalize
 from spark_jobs.lakehouse import PermanentJobError, read_table
 from spark_jobs.sof.catalog import silver_source_view, silver_view_rows
+from spark_jobs.sof.view import compile_view, view_rows
 from tests.lakehouse_helpers import RUN_DATE, TEST_PHI_KEY, ingest, normalize
 
 SILVER_TABLES = [t.name for t in silver_normalize.SILVER_TABLES]
@@ -64,16 +65,25 @@ def bronze_rows(spark, entries: list[dict], ingestion_date: dt.date = RUN_DATE):
     return df.withColumn("version_order", silver_normalize.version_order(df))
 
 
+def source_rows(spark, resource_type: str, entries: list[dict], patients=()):
+    """Silver's own view of `resource_type` over bronze rows of `entries`, as the job
+    reads it (`patients`: Patient entries whose fullUrls resolve urn:uuid references)."""
+    live = bronze_rows(spark, entries).withColumn("resource_key", F.col("resource_id"))
+    urn_map = silver_normalize.patient_urn_map(bronze_rows(spark, list(patients))) if patients else None
+    return silver_view_rows(
+        live,
+        silver_source_view(silver_normalize.SOURCE_VIEWS[resource_type]),
+        silver_normalize.source_columns(),
+        phi.hasher(TEST_PHI_KEY),
+        urn_map,
+        silver_clinical.TYPE_MISMATCH,
+    )
+
+
 def observations(spark, entries, patients=()):
-    hash_id = phi.hasher(TEST_PHI_KEY)
-    urn_map = silver_normalize.patient_urn_map(bronze_rows(spark, list(patients)))
-    parsed = silver_normalize.parse_observations(bronze_rows(spark, entries))
-    with_patient = silver_normalize.resolve_patient(parsed, F.col("r")["subject"]["reference"], urn_map)
-    return silver_normalize.normalize_observations(
-        with_patient,
-        codesets.measure_lookup(spark),
-        codesets.interpretation_severity(),
-        hash_id,
+    rows = source_rows(spark, "Observation", entries, patients)
+    return silver_clinical.observations(
+        rows, codesets.measure_lookup(spark), codesets.interpretation_severity()
     )
 
 
@@ -131,46 +141,55 @@ def test_observation_normalize_runs_as_compiled_whole_stages(spark, hl7_examples
     # "*(n)" marks an operator compiled into whole-stage code n.
     compiled = re.findall(r"\*\(\d+\) (Generate explode|BroadcastHashJoin \[\w+)", final_plan)
     assert sorted(compiled) == [
-        "BroadcastHashJoin [_patient_ref",
         "BroadcastHashJoin [loinc_code",
+        "BroadcastHashJoin [patient_id_hashed",
         "Generate explode",
     ], plan
 
 
 def test_measurements_codings_and_quality_issues_on_edge_cases(spark):
-    """The compiled forms (no lambdas) of the measurement explode, coding lookup and issue list."""
-    resources = spark.createDataFrame(
+    """Which measurements an Observation gives, and their codes: the own value is row 0
+    when there is one or no component; the LOINC coding wins over the first."""
+    loinc, other = "http://loinc.org", "http://example.org/codes"
+
+    def observation(obs_id, codings, **elements):
+        return {
+            "resource": {
+                "resourceType": "Observation",
+                "id": obs_id,
+                "status": "final",
+                "subject": {"reference": "Patient/p1"},
+                "effectiveDateTime": "2026-01-01",
+                "code": {"coding": codings},
+                **elements,
+            }
+        }
+
+    components = [
+        {"code": {"coding": [{"system": loinc, "code": "3"}]}, "valueInteger": 3},
+        {"code": {"coding": [{"system": other, "code": "4"}]}, "valueBoolean": True},
+    ]
+    rows = observations(
+        spark,
         [
-            # Own value and two components; LOINC is not the first coding.
-            ("a", True, [("x", "1"), ("http://loinc.org", "2")], [[("http://loinc.org", "3")], []]),
-            # Components only.
-            ("b", False, [], [[("y", "4")]]),
-            # Neither: the resource itself still gives a row.
-            ("c", True, None, None),
+            observation(
+                "a",
+                [{"system": other, "code": "1"}, {"system": loinc, "code": "2"}],
+                valueQuantity={"value": 1.5},
+                component=components,
+            ),
+            observation("b", [{"system": other, "code": "5"}], component=components[1:]),
+            observation("c", []),
+            observation("d", [{"system": loinc, "code": "6"}], dataAbsentReason={"text": "not asked"}),
         ],
-        "id string, has_value boolean, codings array<struct<system:string,code:string>>, "
-        "component array<array<struct<system:string,code:string>>>",
-    )
-    exploded = silver_normalize.explode_measurements(
-        resources,
-        F.struct(F.col("codings").alias("codings")),
-        F.transform("component", lambda c: F.struct(c.alias("codings"))),
-        F.col("has_value"),
-        lambda source, index: F.struct(index.alias("index"), source["codings"].alias("codings")),
-    )
-    loinc = silver_normalize.coding_in(F.col("m.codings"), silver_normalize.LOINC)["code"]
-    rows = silver_clinical.with_quality(
-        exploded.select("id", F.col("m.index").alias("index"), loinc.alias("loinc")),
-        F.lit(False),
-        F.when(F.col("loinc").isNull(), F.lit("no_loinc")),
-        F.when(F.col("index") > 1, F.lit("second_component")),
-    )
+    ).select("measurement_id", "code_system", "code", "loinc_code", "value_type", "quality_issues")
     expected = [
-        ("a", 0, "2", [], True),
-        ("a", 1, "3", [], True),
-        ("a", 2, None, ["no_loinc", "second_component"], False),
-        ("b", 1, None, ["no_loinc"], False),
-        ("c", 0, None, ["no_loinc"], False),
+        ("a#0", loinc, "2", "2", "quantity", []),
+        ("a#1", loinc, "3", "3", "integer", []),
+        ("a#2", other, "4", None, "boolean", []),
+        ("b#1", other, "4", None, "boolean", []),
+        ("c#0", None, None, None, "none", ["no_code"]),
+        ("d#0", loinc, "6", "6", "absent", []),
     ]
     assertDataFrameEqual(rows, spark.createDataFrame(expected, rows.schema))
 
@@ -206,9 +225,9 @@ def test_every_reference_form_resolves_to_the_same_patient_hash(spark):
     assert by_id == dict.fromkeys(["by-urn", "relative", "versioned", "absolute"], hashed("pat-9"))
 
 
-def test_reference_id_takes_only_fhir_ids_of_the_named_type(spark):
-    """The id pattern is ASCII letters, digits, '-' and '.', 1 to 64 of them (Java's
-    \\p{Alnum} is ASCII-only, as [A-Za-z0-9] is)."""
+def test_reference_keys_take_only_fhir_ids_of_the_named_type(spark):
+    """getReferenceKey(Patient), as silver's views read subjects: the id pattern is ASCII
+    letters, digits, '-' and '.', 1 to 64 of them."""
     cases = {
         "Patient/A-z.09": "A-z.09",
         "Patient/" + "a" * 64: "a" * 64,
@@ -220,11 +239,23 @@ def test_reference_id_takes_only_fhir_ids_of_the_named_type(spark):
         "XPatient/p1": None,
         "https://example.org/fhir/Patient/p1/_history/2": "p1",
     }
-    frame = spark.createDataFrame(list(cases.items()), "reference string, expected string")
-    actual = frame.select(
-        "reference", silver_normalize.reference_id(F.col("reference"), "Patient").alias("expected")
-    )
-    assertDataFrameEqual(actual, frame)
+    view = {
+        "resource": "Observation",
+        "select": [
+            {
+                "column": [
+                    {"name": "reference", "path": "subject.reference"},
+                    {"name": "key", "path": "subject.getReferenceKey(Patient)"},
+                ]
+            }
+        ],
+    }
+    texts = [
+        (json.dumps({"resourceType": "Observation", "subject": {"reference": reference}}),)
+        for reference in cases
+    ]
+    rows = view_rows(spark.createDataFrame(texts, "resource_json string"), compile_view(view))
+    assertDataFrameEqual(rows, spark.createDataFrame(list(cases.items()), rows.schema))
 
 
 def test_glucose_in_mmol_per_litre_is_converted_to_mg_per_dl(spark):
@@ -292,18 +323,7 @@ def test_wrong_json_types_are_flagged_not_dropped(spark):
 def normalized(spark, resource_type: str, resources: list[dict]):
     """Silver rows of `resources` of one type, as the job builds them (no Bundle context):
     silver's own view of the type, then its clinical transform."""
-    live = bronze_rows(spark, [{"resource": r} for r in resources]).withColumn(
-        "resource_key", F.col("resource_id")
-    )
-    view = silver_source_view(silver_normalize.SOURCE_VIEWS[resource_type])
-    rows = silver_view_rows(
-        live,
-        view,
-        silver_normalize.source_columns(),
-        phi.hasher(TEST_PHI_KEY),
-        None,
-        silver_clinical.TYPE_MISMATCH,
-    )
+    rows = source_rows(spark, resource_type, [{"resource": r} for r in resources])
     return silver_normalize.CLINICAL_TRANSFORMS[resource_type](rows)
 
 

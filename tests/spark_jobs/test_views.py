@@ -480,4 +480,4 @@ def test_where_equal_then_first_is_found_by_position_not_by_a_lambda(spark):
         {"resourceType": "Observation", "id": "c"},
     ]
     assert rows_of(spark, view, observations) == [{"c": "3"}, {"c": None}, {"c": None}]
-    assert "lambdafunction" not in str(compile_view(view).rows)
+    assert "lambdafunction" not in str(compile_view(view).fields)
