@@ -5,7 +5,7 @@ Runs in bench/.venv-pathling (pyspark 4.0 + pathling), not the project venv:
     bench/.venv-pathling/bin/python bench/pathling/peer.py --input F [F ...] --out DIR
 
 Reads the files as text, encodes them with Pathling (`pc.encode`, what its NDJSON
-data source does per file), executes bench/observation_view.json and writes the
+data source does per file), executes bench/observation_view.json (or --view) and writes the
 rows as Parquet. Prints one JSON line: rows, seconds (read to written, the JVM
 start excluded, as for the floor and our silver step).
 
@@ -35,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input", nargs="+", required=True, help="Observation NDJSON files")
     parser.add_argument("--out", required=True, help="Parquet output folder")
+    parser.add_argument("--view", default=str(VIEW), help="the ViewDefinition file to run")
     parser.add_argument("--driver-memory", default="2g")
     parser.add_argument("--driver-java-options", default="", help="as our drivers get (bench/run.py)")
     args = parser.parse_args()
@@ -61,7 +62,7 @@ def main() -> None:
     started = time.perf_counter()
     text = spark.read.text(args.input)
     observations = pc.encode(text, "Observation")
-    view = pc.read.datasets({"Observation": observations}).view(json=VIEW.read_text())
+    view = pc.read.datasets({"Observation": observations}).view(json=Path(args.view).read_text())
     view.write.mode("overwrite").parquet(args.out)
     seconds = time.perf_counter() - started
     rows = spark.read.parquet(args.out).count()

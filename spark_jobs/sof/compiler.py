@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from spark_jobs.fhir_schemas import FHIR_ID
 from spark_jobs.sof import r4
 from spark_jobs.sof.fhirpath import (
     Binary,
@@ -29,8 +30,13 @@ from spark_jobs.sof.schema import Field, SchemaNode, SchemaRegistry, primitive_s
 
 # A reference's type and id: relative ("Patient/1"), absolute ("http://x/fhir/Patient/1")
 # or versioned ("Patient/1/_history/2"); `urn:uuid:` references resolve to the uuid.
-REFERENCE_KEY = r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$"
-UUID_REFERENCE = r"^urn:uuid:([A-Za-z0-9\-.]{1,64})$"
+REFERENCE_KEY = rf"^(?:.*/)?([A-Z][A-Za-z]+)/({FHIR_ID})(?:/_history/[^/]+)?$"
+UUID_REFERENCE = rf"^urn:uuid:({FHIR_ID})$"
+
+
+def typed_reference_key(resource_type: str) -> str:
+    """REFERENCE_KEY's id of one type: one regex, not the type and the id extracted apart."""
+    return rf"(?:^|/){resource_type}/({FHIR_ID})(?:/_history/[^/]+)?$"
 
 
 class ViewCompileError(ValueError):
@@ -380,17 +386,16 @@ class Compiler:
         references = self.navigate(owner, "reference")
 
         def key(reference: Column) -> Column:
-            kind = F.regexp_extract(reference, REFERENCE_KEY, 1)
-            resource_id = F.regexp_extract(reference, REFERENCE_KEY, 2)
-            uuid = F.regexp_extract(reference, UUID_REFERENCE, 1)
-            relative = F.when(resource_id != "", resource_id)
-            if wanted == "Patient":
+            if wanted is not None:
+                typed = F.nullif(F.regexp_extract(reference, typed_reference_key(wanted), 1), F.lit(""))
+                if wanted != "Patient":
+                    return typed
                 # A Bundle-internal `urn:uuid:` reference stays whole: silver resolves it against
                 # the Bundle's entries before hashing; elsewhere it hashes to nothing.
-                return F.when(kind == wanted, relative).when(uuid != "", reference)
-            if wanted is not None:
-                return F.when(kind == wanted, relative)
-            return F.coalesce(relative, F.when(uuid != "", uuid))
+                return F.coalesce(typed, F.when(reference.rlike(UUID_REFERENCE), reference))
+            relative = F.nullif(F.regexp_extract(reference, REFERENCE_KEY, 2), F.lit(""))
+            uuid = F.nullif(F.regexp_extract(reference, UUID_REFERENCE, 1), F.lit(""))
+            return F.coalesce(relative, uuid)
 
         if references.many:
             col = F.filter(F.transform(references.col, key), lambda item: item.isNotNull())

@@ -46,7 +46,10 @@ class CompiledView:
     columns: tuple[str, ...]
     schema: object  # StructType of the resource fields the view reads
     count: Column  # the rows of the parsed resource column `resource`
-    fields: tuple[Column, ...]  # the output columns of row POSITION, named
+    # The item each iteration is at in row POSITION, named: computed once per row, so
+    # the columns that read it do not each pick it out of its collection again.
+    items: tuple[Column, ...]
+    fields: tuple[Column, ...]  # the output columns of row POSITION, named (they read `items`)
     where: Column | None
     values: dict[str, list[Value]]  # each output column's values (several under unionAll), for the PHI policy
 
@@ -57,14 +60,20 @@ class RowSet:
 
     names: tuple[str, ...]
     count: Column
-    row_at: Callable[[Column], dict[str, Column]]
+    # row_at(i, bind): row i's columns; `bind` turns the iterated item of a row into
+    # what its columns read (a column computed once per row, or the item itself in a lambda).
+    row_at: Callable[[Column, Callable[[Column], Column]], dict[str, Column]]
     single: bool = False  # always exactly one row
 
     def array(self) -> Column:
         """The rows as an array of structs."""
         if self.single:
-            return F.array(_struct(self.row_at(F.lit(0))))
-        return F.transform(_positions(self.count), lambda i: _struct(self.row_at(i)))
+            return F.array(_struct(self.row_at(F.lit(0), _inline)))
+        return F.transform(_positions(self.count), lambda i: _struct(self.row_at(i, _inline)))
+
+
+def _inline(item: Column) -> Column:
+    return item
 
 
 def _struct(row: dict[str, Column]) -> Column:
@@ -77,7 +86,11 @@ def _positions(count: Column) -> Column:
 
 
 def _array_rows(rows: Column, names: tuple[str, ...]) -> RowSet:
-    return RowSet(names, F.size(rows), lambda i: {name: F.get(rows, i)[name] for name in names})
+    def row_at(i: Column, bind) -> dict[str, Column]:
+        row = bind(F.get(rows, i))
+        return {name: row[name] for name in names}
+
+    return RowSet(names, F.size(rows), row_at)
 
 
 class _ViewCompiler:
@@ -112,9 +125,23 @@ class _ViewCompiler:
             condition = F.coalesce(self.compiler.single(value, clause["path"]), F.lit(False))
             where = condition if where is None else where & condition
         rows = self.select_list(view["select"], root, env, "select")
-        fields = tuple(col.alias(name) for name, col in rows.row_at(F.col(POSITION)).items())
+        items: dict[str, Column] = {}
+
+        def bind(item: Column) -> Column:
+            name = f"_view_item_{len(items)}"
+            items[name] = item
+            return F.col(name)
+
+        fields = tuple(col.alias(name) for name, col in rows.row_at(F.col(POSITION), bind).items())
         return CompiledView(
-            resource, rows.names, self.registry.root.struct(), rows.count, fields, where, self.values
+            resource,
+            rows.names,
+            self.registry.root.struct(),
+            rows.count,
+            tuple(col.alias(name) for name, col in items.items()),
+            fields,
+            where,
+            self.values,
         )
 
     def constants(self, constants) -> dict[str, Value]:
@@ -183,7 +210,9 @@ class _ViewCompiler:
                 count, item_at = F.when(items.col.isNull(), 0).otherwise(1), lambda i: items.col
             if kind == "forEachOrNull":
                 count = F.greatest(count, F.lit(1))  # no item: one row of nulls
-            return RowSet(probe.names, count, lambda i: body(item_at(i), i).row_at(F.lit(0)))
+            return RowSet(
+                probe.names, count, lambda i, bind: body(bind(item_at(i)), i).row_at(F.lit(0), bind)
+            )
         collection = as_array(items)
         rows = F.flatten(F.transform(collection, lambda item, index: body(item, index).array()))
         if kind == "forEachOrNull":
@@ -285,7 +314,7 @@ class _ViewCompiler:
             else:
                 fields[name] = self.compiler.single(value, column["path"])
             self.values.setdefault(name, []).append(replace(value, many=column.get("collection") is True))
-        return RowSet(tuple(fields), F.lit(1), lambda _: fields, single=True)
+        return RowSet(tuple(fields), F.lit(1), lambda _i, _bind: fields, single=True)
 
     def union_all(self, branches, focus: Value, env: Env, here: str) -> RowSet:
         if not isinstance(branches, list) or not branches:
@@ -302,8 +331,8 @@ class _ViewCompiler:
         for branch in compiled[:-1]:
             starts.append(starts[-1] + branch.count)
 
-        def row_at(i: Column) -> dict[str, Column]:
-            rows = [branch.row_at(i - start) for branch, start in zip(compiled, starts, strict=True)]
+        def row_at(i: Column, bind) -> dict[str, Column]:
+            rows = [branch.row_at(i - start, bind) for branch, start in zip(compiled, starts, strict=True)]
             if len(rows) == 1:
                 return rows[0]
             picked = {}
@@ -330,14 +359,24 @@ def _cross(left: RowSet, right: RowSet) -> RowSet:
     """Each left row joined with each right row, left major."""
     names = left.names + right.names
     if right.single:
-        return RowSet(names, left.count, lambda i: {**left.row_at(i), **right.row_at(F.lit(0))}, left.single)
+        return RowSet(
+            names,
+            left.count,
+            lambda i, bind: {**left.row_at(i, bind), **right.row_at(F.lit(0), bind)},
+            left.single,
+        )
     if left.single:
-        return RowSet(names, right.count, lambda i: {**left.row_at(F.lit(0)), **right.row_at(i)})
+        return RowSet(
+            names, right.count, lambda i, bind: {**left.row_at(F.lit(0), bind), **right.row_at(i, bind)}
+        )
     width = right.count
     return RowSet(
         names,
         left.count * width,
-        lambda i: {**left.row_at(F.floor(i / width).cast("int")), **right.row_at(i % width)},
+        lambda i, bind: {
+            **left.row_at(F.floor(i / width).cast("int"), bind),
+            **right.row_at(i % width, bind),
+        },
     )
 
 
@@ -425,5 +464,6 @@ def view_rows(
     if compiled.where is not None:
         parsed = parsed.where(compiled.where)
     exploded = parsed.select(*keep, "resource", F.explode(_positions(compiled.count)).alias(POSITION))
+    at_items = exploded.select(*keep, "resource", POSITION, *compiled.items)
     numbered = [F.col(POSITION).alias(position)] if position is not None else []
-    return exploded.select(*keep, *numbered, *compiled.fields)
+    return at_items.select(*keep, *numbered, *compiled.fields)
