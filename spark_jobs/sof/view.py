@@ -211,7 +211,10 @@ class _ViewCompiler:
             if kind == "forEachOrNull":
                 count = F.greatest(count, F.lit(1))  # no item: one row of nulls
             return RowSet(
-                probe.names, count, lambda i, bind: body(bind(item_at(i)), i).row_at(F.lit(0), bind)
+                probe.names,
+                count,
+                lambda i, bind: body(bind(item_at(i)), i).row_at(F.lit(0), bind),
+                single=kind == "forEachOrNull" and not items.many,  # at most one item: one row
             )
         collection = as_array(items)
         rows = F.flatten(F.transform(collection, lambda item, index: body(item, index).array()))

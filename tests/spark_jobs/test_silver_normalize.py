@@ -129,8 +129,9 @@ def test_blood_pressure_panel_gives_one_measurement_per_component(spark, hl7_exa
 
 def test_observation_normalize_runs_as_compiled_whole_stages(spark, hl7_examples):
     """Spark interprets, row by row, any operator whose rows hold more than
-    spark.sql.codegen.maxFields (100) nested fields: the parsed Observation must stay
-    narrow enough for the patient join, and its measurements for the explode."""
+    spark.sql.codegen.maxFields (100) nested fields, and any lambda: the parsed
+    Observation must stay narrow enough for the explode and the joins, and silver's
+    observations view compile without lambdas."""
     bp = json.loads((hl7_examples / "Observation-blood-pressure.json").read_text())
     bundle = {"bundle_id": "b1", "source_file": "daily_extract/x/bundle.json"}
     patient = {"resource": {"resourceType": "Patient", "id": "example"}, "full_url": "urn:uuid:p", **bundle}
@@ -145,6 +146,7 @@ def test_observation_normalize_runs_as_compiled_whole_stages(spark, hl7_examples
         "BroadcastHashJoin [patient_id_hashed",
         "Generate explode",
     ], plan
+    assert "lambdafunction" not in final_plan, "a Spark lambda runs row by row"
 
 
 def test_measurements_codings_and_quality_issues_on_edge_cases(spark):
