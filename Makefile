@@ -43,6 +43,10 @@ export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(LOCAL)/airflow/airflow
 export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[2]", "extra": {"deploy-mode": "client"}}
 export AIRFLOW_CONN_FS_DEFAULT ?= {"conn_type": "fs", "extra": {"path": "/"}}
 export AIRFLOW__API__BASE_URL ?= http://localhost:8080
+# `make airflow` runs the Spark jobs in one warm local driver (spark_jobs/job_server.py);
+# COMPUTE_BACKEND=spark_submit starts a JVM per task instead, as on a cluster.
+COMPUTE_BACKEND ?= job_server
+JOB_SERVER_PORT ?= 8998
 
 .PHONY: help setup lock test demo airflow down generate env clean bench bench-stream r4-elements
 
@@ -159,9 +163,20 @@ r4-elements: $(VENV)/.installed
 airflow: setup
 	@mkdir -p $(RUN_DIR) $(AIRFLOW_HOME)
 	@python -m fhir_pipeline.alerts check
+	@if [ "$(COMPUTE_BACKEND)" = job_server ]; then \
+	    if [ -f $(RUN_DIR)/job-server.pid ] && kill -0 "$$(cat $(RUN_DIR)/job-server.pid)" 2>/dev/null; then \
+	        echo "The job server is already running (pid $$(cat $(RUN_DIR)/job-server.pid))"; \
+	    else \
+	        setsid nohup python -m spark_jobs.job_server --port $(JOB_SERVER_PORT) \
+	            > $(RUN_DIR)/job-server.log 2>&1 < /dev/null & \
+	        echo $$! > $(RUN_DIR)/job-server.pid; \
+	        echo "Starting the Spark job server (log: $(RUN_DIR)/job-server.log) ..."; \
+	    fi; \
+	fi
 	@if [ -f $(RUN_DIR)/airflow.pid ] && kill -0 "$$(cat $(RUN_DIR)/airflow.pid)" 2>/dev/null; then \
 	    echo "Airflow is already running (pid $$(cat $(RUN_DIR)/airflow.pid))"; \
 	else \
+	    FHIR__COMPUTE__BACKEND=$(COMPUTE_BACKEND) FHIR__COMPUTE__JOB_SERVER_URL=http://127.0.0.1:$(JOB_SERVER_PORT) \
 	    setsid nohup airflow standalone > $(RUN_DIR)/airflow.log 2>&1 < /dev/null & \
 	    echo $$! > $(RUN_DIR)/airflow.pid; \
 	    echo "Starting Airflow (log: $(RUN_DIR)/airflow.log) ..."; \
@@ -171,6 +186,14 @@ airflow: setup
 	    kill -0 "$$(cat $(RUN_DIR)/airflow.pid)" 2>/dev/null || { echo "Airflow exited; see $(RUN_DIR)/airflow.log"; exit 1; }; \
 	    sleep 2; done
 	@curl -sf http://localhost:8080/api/v2/monitor/health >/dev/null || { echo "Airflow did not become healthy in 4 min; see $(RUN_DIR)/airflow.log"; exit 1; }
+	@if [ "$(COMPUTE_BACKEND)" = job_server ]; then \
+	    for i in $$(seq 1 60); do \
+	        curl -sf http://127.0.0.1:$(JOB_SERVER_PORT)/health >/dev/null && break; \
+	        kill -0 "$$(cat $(RUN_DIR)/job-server.pid)" 2>/dev/null || { echo "The job server exited; see $(RUN_DIR)/job-server.log"; exit 1; }; \
+	        sleep 2; done; \
+	    curl -sf http://127.0.0.1:$(JOB_SERVER_PORT)/health >/dev/null || { echo "The job server did not answer in 2 min; see $(RUN_DIR)/job-server.log"; exit 1; }; \
+	    echo "Spark jobs run in the job server on :$(JOB_SERVER_PORT)"; \
+	fi
 	@echo "Airflow UI: http://localhost:8080  login: admin / $$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['admin'])" $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
 	@echo "Stop everything with: make down"
 
@@ -184,6 +207,12 @@ down:
 	    kill -KILL -- -$$pgid 2>/dev/null || true; \
 	    rm -f $(RUN_DIR)/airflow.pid; echo "Airflow stopped"; \
 	else echo "Airflow is not running (no $(RUN_DIR)/airflow.pid)"; fi
+	@if [ -f $(RUN_DIR)/job-server.pid ]; then \
+	    pgid=$$(cat $(RUN_DIR)/job-server.pid); \
+	    kill -TERM -- -$$pgid 2>/dev/null || true; \
+	    for i in $$(seq 1 20); do pgrep -g $$pgid >/dev/null || break; sleep 1; done; \
+	    kill -KILL -- -$$pgid 2>/dev/null || true; \
+	    rm -f $(RUN_DIR)/job-server.pid; echo "Job server stopped"; fi
 
 demo: setup airflow
 	python -m tools.demo --patients $(PATIENTS) --seed $(SEED)

@@ -713,25 +713,26 @@ def _append_run_log(spark, path, args, run_id, started, fingerprint, files, coun
     spark.createDataFrame([row], RUN_LOG_SCHEMA).write.format("delta").mode("append").save(path)
 
 
-def main(argv: list[str] | None = None) -> dict:
+# Session settings of the bronze job (the job server applies them to the job's session).
+SESSION_CONF = {
+    # A bronze write task holds the rows of a type or a few (see run()): with a
+    # writer open per partition value it skips sorting its rows by value first
+    # (at 10k patients, one pair: 48.2 -> 45.3 s).
+    "spark.sql.maxConcurrentOutputFileWriters": "8",
+    # The cached records are mostly distinct JSON texts, which the cache's
+    # dictionary and run-length encodings cannot shrink; trying them cost 2 s of
+    # the 20 s cache fill (at 10k patients the job took 49.6 -> 47.6 s, 3 pairs).
+    "spark.sql.inMemoryColumnarStorage.compressed": "false",
+    # Row groups silver's reads can split at (session.READ_SPLIT_BYTES).
+    "spark.hadoop.parquet.block.size": str(READ_SPLIT_BYTES),
+    **without_parquet_dictionary(UNIQUE_COLUMNS),
+}
+
+
+def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> dict:
     configure_logging()
     args = parse_args(argv)
-    spark = build_spark_session(
-        "fhir-bronze-ingest",
-        {
-            # A bronze write task holds the rows of a type or a few (see run()): with a
-            # writer open per partition value it skips sorting its rows by value first
-            # (at 10k patients, one pair: 48.2 -> 45.3 s).
-            "spark.sql.maxConcurrentOutputFileWriters": "8",
-            # The cached records are mostly distinct JSON texts, which the cache's
-            # dictionary and run-length encodings cannot shrink; trying them cost 2 s of
-            # the 20 s cache fill (at 10k patients the job took 49.6 -> 47.6 s, 3 pairs).
-            "spark.sql.inMemoryColumnarStorage.compressed": "false",
-            # Row groups silver's reads can split at (session.READ_SPLIT_BYTES).
-            "spark.hadoop.parquet.block.size": str(READ_SPLIT_BYTES),
-            **without_parquet_dictionary(UNIQUE_COLUMNS),
-        },
-    )
+    spark = spark or build_spark_session("fhir-bronze-ingest", SESSION_CONF)
     return run(spark, args)
 
 

@@ -873,10 +873,10 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, int]:
     return counts
 
 
-def main(argv: list[str] | None = None) -> dict[str, int]:
+def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> dict[str, int]:
     configure_logging()
     args = parse_args(argv)
-    spark = build_spark_session("fhir-gold-aggregate")
+    spark = spark or build_spark_session("fhir-gold-aggregate")
     return run(spark, args)
 
 

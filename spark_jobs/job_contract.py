@@ -17,3 +17,6 @@ EXIT_PERMANENT = 2
 EXIT_SKIPPED = 99
 SKIPPED_ERROR_PREFIX = "JobSkipped:"
 PERMANENT_ERROR_PREFIX = "PermanentJobError:"
+# The job server (spark_jobs/job_server.py) ends each job's streamed log with this line
+# and the job's exit status.
+SERVER_EXIT_STATUS_PREFIX = "exit status: "

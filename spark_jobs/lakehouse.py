@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from typing import TypeVar
 
 from delta.tables import DeltaTable
@@ -44,6 +45,14 @@ class JobSkipped(Exception):
 def run_job(main: Callable[[], object]) -> None:
     """Entry point of a job: how it ends tells the orchestrator what happened
     (spark_jobs/job_contract.py), with one clear line in the log."""
+    status = job_exit_status(main)
+    if status:
+        sys.exit(status)
+
+
+def job_exit_status(main: Callable[[], object]) -> int:
+    """Run a job's main; 0, EXIT_SKIPPED or EXIT_PERMANENT by how it ended (argparse's
+    usage errors exit with EXIT_PERMANENT too). Any other failure propagates."""
     try:
         main()
     except (JobSkipped, PermanentJobError) as exc:
@@ -53,7 +62,8 @@ def run_job(main: Callable[[], object]) -> None:
             # A Databricks run reports the exception as its error, "<class name>: <message>":
             # the base class names it, whichever subclass was raised.
             raise (JobSkipped if skipped else PermanentJobError)(str(exc)) from exc
-        sys.exit(EXIT_SKIPPED if skipped else EXIT_PERMANENT)
+        return EXIT_SKIPPED if skipped else EXIT_PERMANENT
+    return 0
 
 
 def configure_logging() -> None:
@@ -155,7 +165,8 @@ def run_concurrently(actions: Mapping[str, Callable[[], T]], max_workers: int = 
     then the first failure, if any, is raised and the others are logged.
     """
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="spark-action") as pool:
-        futures = {name: pool.submit(action) for name, action in actions.items()}
+        # Each action runs in the caller's context (the job server routes a job's log by it).
+        futures = {name: pool.submit(copy_context().run, action) for name, action in actions.items()}
     failures = [(name, future.exception()) for name, future in futures.items() if future.exception()]
     for name, error in failures[1:]:
         log.error("%s failed too: %s", name, error)

@@ -84,10 +84,10 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, dict[str, in
     return report
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> dict:
     configure_logging()
     args = parse_args(argv)
-    return run(build_spark_session("fhir-lakehouse-maintenance"), args)
+    return run(spark or build_spark_session("fhir-lakehouse-maintenance"), args)
 
 
 if __name__ == "__main__":

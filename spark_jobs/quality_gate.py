@@ -126,10 +126,10 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     return values
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> dict:
     configure_logging()
     args = parse_args(argv)
-    return run(build_spark_session("fhir-quality-gate"), args)
+    return run(spark or build_spark_session("fhir-quality-gate"), args)
 
 
 if __name__ == "__main__":

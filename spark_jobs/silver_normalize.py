@@ -548,18 +548,19 @@ def _current_versions(spark: SparkSession, path: str, table: SilverTable) -> Dat
     )
 
 
-def main(argv: list[str] | None = None) -> dict:
+# Session settings of the silver job (the job server applies them to the job's session).
+SESSION_CONF = {
+    # Tasks of bronze's row group size, balanced on few cores.
+    "spark.sql.files.maxPartitionBytes": str(READ_SPLIT_BYTES),
+    **without_parquet_dictionary(UNIQUE_COLUMNS),
+}
+
+
+def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> dict:
     configure_logging()
     args = parse_args(argv)
     key = phi.load_phi_key()
-    spark = build_spark_session(
-        "fhir-silver-normalize",
-        {
-            # Tasks of bronze's row group size, balanced on few cores.
-            "spark.sql.files.maxPartitionBytes": str(READ_SPLIT_BYTES),
-            **without_parquet_dictionary(UNIQUE_COLUMNS),
-        },
-    )
+    spark = spark or build_spark_session("fhir-silver-normalize", SESSION_CONF)
     return run(spark, args, key)
 
 

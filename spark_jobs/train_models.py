@@ -37,6 +37,7 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from pyspark.ml import Pipeline, PipelineModel
@@ -49,7 +50,14 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs import codesets, gold_aggregate, model_registry
-from spark_jobs.lakehouse import JobSkipped, configure_logging, read_table, run_job, table_path
+from spark_jobs.lakehouse import (
+    JobSkipped,
+    configure_logging,
+    read_table,
+    run_concurrently,
+    run_job,
+    table_path,
+)
 from spark_jobs.model_registry import CHAMPION
 from spark_jobs.session import build_spark_session
 
@@ -398,11 +406,17 @@ def train_and_register(
             "rows": sizes,
             "positives": positives,
         }
-    candidates = candidate_pipelines(dataset.features, seed)
-    validation_auc, fitted = {}, {}
-    for algorithm, pipeline in candidates.items():
-        fitted[algorithm] = pipeline.fit(splits["train"])
-        validation_auc[algorithm] = auc(scored(fitted[algorithm], splits["validation"]))
+
+    def fit(pipeline: Pipeline) -> tuple[PipelineModel, float]:
+        model = pipeline.fit(splits["train"])
+        return model, auc(scored(model, splits["validation"]))
+
+    # The candidates fit side by side: one fit's many small jobs leave a core idle that another fills.
+    candidates = run_concurrently(
+        {a: partial(fit, p) for a, p in candidate_pipelines(dataset.features, seed).items()}
+    )
+    fitted = {algorithm: model for algorithm, (model, _) in candidates.items()}
+    validation_auc = {algorithm: score for algorithm, (_, score) in candidates.items()}
     algorithm = max(validation_auc, key=validation_auc.get)
     model = fitted[algorithm]
     threshold = best_threshold(scored(model, splits["validation"]))
@@ -602,10 +616,10 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, dict]:
     return results
 
 
-def main(argv: list[str] | None = None) -> dict[str, dict]:
+def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> dict[str, dict]:
     configure_logging()
     args = parse_args(argv)
-    spark = build_spark_session("fhir-train-models")
+    spark = spark or build_spark_session("fhir-train-models")
     return run(spark, args)
 
 

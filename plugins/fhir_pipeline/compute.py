@@ -1,11 +1,15 @@
 """The one task factory for Spark jobs: `spark_job(task_id, job, args)` builds a
-spark-submit task or a Databricks run of `spark_jobs/<job>.py`, chosen by
-settings (compute.backend), so DAG files never name a backend.
+spark-submit task, a run in the local job server or a Databricks run of
+`spark_jobs/<job>.py`, chosen by settings (compute.backend), so DAG files never
+name a backend.
 
 spark_submit: SparkSubmitOperator over the `spark_default` connection (local[2],
 spark://..., yarn, k8s://...), shipping spark_jobs/ as a zip (--py-files) and the
 jars from FHIR_SPARK_JARS_DIR (--jars). Secrets (the PHI key, storage account
 keys) reach the job through its environment, never its command line.
+job_server: a POST to the long-lived local driver of spark_jobs/job_server.py
+(compute.job_server_url), which runs the job in its warm JVM and streams its log
+back; the server's own environment holds the secrets (local and small runs).
 databricks: DatabricksSubmitRunOperator (deferrable) with the job cluster from
 include/databricks/job_cluster.json and a spark_python_task with the same
 arguments; secrets come from the cluster's secret-scope environment.
@@ -54,6 +58,16 @@ def permanent_failure(job: str) -> PermanentJobFailure:
         f"spark_jobs.{job} failed permanently (bad input or configuration); "
         "see the job log above for the reason. Not retrying."
     )
+
+
+def exit_outcome(job: str, status: int | None) -> Exception | None:
+    """What a job's exit status means for its task: a skip, a permanent failure, or
+    (None) an ordinary failure that retries per policy."""
+    if status == EXIT_SKIPPED:
+        return AirflowSkipException(f"spark_jobs.{job} had nothing to do: see its 'JobSkipped:' line above")
+    if status == EXIT_PERMANENT:
+        return permanent_failure(job)
+    return None
 
 
 def spark_submit_conf() -> dict[str, str]:
@@ -143,14 +157,10 @@ class SparkJobOperator(SparkSubmitOperator):
             return super().execute(context)
         except Exception as exc:
             process = getattr(self._hook, "_submit_sp", None) if self._hook else None
-            returncode = process.returncode if process is not None else None
-            if returncode == EXIT_SKIPPED:
-                raise AirflowSkipException(
-                    f"spark_jobs.{self.job} had nothing to do: see its 'JobSkipped:' line above"
-                ) from exc
-            if returncode == EXIT_PERMANENT:
-                raise permanent_failure(self.job) from exc
-            raise
+            outcome = exit_outcome(self.job, process.returncode if process is not None else None)
+            if outcome is None:
+                raise
+            raise outcome from exc
 
 
 def databricks_run_json(job: str, job_args: list[str]) -> dict[str, Any]:
@@ -187,5 +197,11 @@ def spark_job(task_id: str, job: str, job_args: list[str], **kwargs: Any):
             polling_period_seconds=compute["databricks_polling_seconds"],
             deferrable=True,
             **kwargs,
+        )
+    if compute["backend"] == "job_server":
+        from fhir_pipeline.job_server_job import JobServerOperator
+
+        return JobServerOperator(
+            task_id=task_id, job=job, job_args=job_args, server_url=compute["job_server_url"], **kwargs
         )
     return SparkJobOperator(task_id=task_id, job=job, job_args=job_args, **kwargs)

@@ -78,7 +78,7 @@ def settings() -> dict[str, Any]:
 
 
 CHANNELS = {"log", "slack", "pagerduty", "email"}
-BACKENDS = {"spark_submit", "databricks"}
+BACKENDS = {"spark_submit", "job_server", "databricks"}
 
 
 def validate(values: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Real services for the end-to-end tests: PostgreSQL (the Debian server binaries),
 and Airflow 3 as separate api-server, scheduler, dag-processor and triggerer
-processes with the LocalExecutor on that database."""
+processes with the LocalExecutor on that database, its Spark jobs run by a job
+server (spark_jobs/job_server.py) of its own or by spark-submit."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,21 +185,55 @@ def airflow_environment(home: Path, database_url: str, port: int, extra: dict[st
     return env
 
 
+def start_job_server(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """A job server with the deployment's environment (its secrets, storage, MLflow)."""
+    port = free_port()
+    log = open(home / "job-server.log", "w")  # noqa: SIM115 - the child process owns it
+    process = subprocess.Popen(
+        [sys.executable, "-m", "spark_jobs.job_server", "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def wait_for_job_server(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5):
+                return
+        except OSError:
+            assert process.poll() is None, f"the job server exited with status {process.returncode}"
+            assert time.monotonic() < deadline, f"no job server at {url} after {timeout} s"
+            time.sleep(1)
+
+
 @pytest.fixture(scope="session")
 def start_airflow(postgres, tmp_path_factory):
-    """start_airflow(name, extra_env) -> a running Airflow on its own database."""
+    """start_airflow(name, extra_env, backend) -> a running Airflow on its own database,
+    its Spark jobs on compute backend `job_server` (a server of its own) or `spark_submit`."""
     started: list[Airflow] = []
 
-    def start(name: str, extra: dict[str, str]) -> Airflow:
+    def start(name: str, extra: dict[str, str], backend: str = "job_server") -> Airflow:
         home = tmp_path_factory.mktemp(f"airflow-{name}")
         (home / "passwords.json").write_text(json.dumps({"admin": "admin"}))
         port = free_port()
         env = airflow_environment(home, postgres(f"airflow_{name}"), port, extra)
+        airflow = Airflow(home=home, env=env)
+        started.append(airflow)
+        if backend == "job_server":
+            # Started first: its JVM warms up while the database migrates.
+            server, url = start_job_server(home, env)
+            airflow.processes.append(server)
+            env.update({"FHIR__COMPUTE__BACKEND": "job_server", "FHIR__COMPUTE__JOB_SERVER_URL": url})
         migrate = subprocess.run(
             ["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
         )
         assert migrate.returncode == 0, migrate.stderr[-3000:]
-        airflow = Airflow(home=home, env=env)
         for component in AIRFLOW_COMPONENTS:
             log = open(home / f"{component}.log", "w")  # noqa: SIM115 - the child process owns it
             airflow.processes.append(
@@ -208,10 +245,11 @@ def start_airflow(postgres, tmp_path_factory):
                     start_new_session=True,
                 )
             )
-        started.append(airflow)
         try:
             wait_for_port(port, timeout=180)
             airflow.wait_until_healthy(timeout=180)
+            if backend == "job_server":
+                wait_for_job_server(url, server)
         except Exception:
             print(airflow.logs_tail())
             raise

@@ -82,7 +82,8 @@ def local(start_airflow, receivers, tmp_path_factory):
     for dag_id in ("fhir_batch_pipeline", "fhir_ml_training"):
         airflow.wait_for_dag(dag_id)
         airflow.unpause(dag_id)
-    return airflow, landing, lakehouse
+    yield airflow, landing, lakehouse
+    airflow.stop()  # its idle scheduler and processor would slow the tests after it
 
 
 def _assert_success(airflow, dag_id: str, run: dict) -> None:
@@ -254,7 +255,8 @@ def azure(start_airflow, azurite, tmp_path_factory):
     )
     airflow.wait_for_dag("fhir_batch_pipeline")
     airflow.unpause("fhir_batch_pipeline")
-    return airflow, container, root / "lakehouse", root
+    yield airflow, container, root / "lakehouse", root
+    airflow.stop()
 
 
 def test_azure_landing_sensor_waits_in_the_triggerer_until_blobs_arrive(spark, azure):
