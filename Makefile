@@ -121,8 +121,12 @@ env:
 
 # --- Test suite (what CI runs) -------------------------------------------------
 PYTEST_ARGS ?=
+# Two workers, one test file each at a time (--dist loadfile keeps a module's fixtures in
+# one process), in collection order (the end-to-end files first, tests/conftest.py): the
+# end-to-end tests wait on schedulers while the Spark tests compute.
+TEST_WORKERS ?= 2
 test: setup
-	pytest $(PYTEST_ARGS)
+	pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # --- Benchmarks (not part of `make test`) ------------------------------------
 # The Pathling peer gets its own venv (it needs pyspark 4.0 and Java 21, from the

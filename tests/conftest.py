@@ -107,6 +107,13 @@ def azurite(tmp_path_factory):
         process.wait(timeout=30)
 
 
+def pytest_collection_modifyitems(config, items):
+    """End-to-end files first. Under `make test` (two workers, `--dist loadfile
+    --no-loadscope-reorder`) one worker then runs the Spark tests while the other waits
+    on a scheduler, and no long end-to-end file is left to run alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     warehouse = tmp_path_factory.mktemp("spark-warehouse")

@@ -1,7 +1,7 @@
 """Real services for the end-to-end tests: PostgreSQL (the Debian server binaries),
 and Airflow 3 as separate api-server, scheduler, dag-processor and triggerer
 processes with the LocalExecutor on that database, its Spark jobs run by a job
-server (spark_jobs/job_server.py) of its own or by spark-submit."""
+server (spark_jobs/job_server.py) of its own."""
 
 from __future__ import annotations
 
@@ -214,22 +214,22 @@ def wait_for_job_server(url: str, process: subprocess.Popen, timeout: float = 18
 
 @pytest.fixture(scope="session")
 def start_airflow(postgres, tmp_path_factory):
-    """start_airflow(name, extra_env, backend) -> a running Airflow on its own database,
-    its Spark jobs on compute backend `job_server` (a server of its own) or `spark_submit`."""
+    """start_airflow(name, extra_env) -> a running Airflow on its own database, its Spark
+    jobs run by a job server of its own, as `make demo` runs them (the spark_submit
+    operator runs through a real spark-submit in tests/plugins/test_compute.py)."""
     started: list[Airflow] = []
 
-    def start(name: str, extra: dict[str, str], backend: str = "job_server") -> Airflow:
+    def start(name: str, extra: dict[str, str]) -> Airflow:
         home = tmp_path_factory.mktemp(f"airflow-{name}")
         (home / "passwords.json").write_text(json.dumps({"admin": "admin"}))
         port = free_port()
         env = airflow_environment(home, postgres(f"airflow_{name}"), port, extra)
         airflow = Airflow(home=home, env=env)
         started.append(airflow)
-        if backend == "job_server":
-            # Started first: its JVM warms up while the database migrates.
-            server, url = start_job_server(home, env)
-            airflow.processes.append(server)
-            env.update({"FHIR__COMPUTE__BACKEND": "job_server", "FHIR__COMPUTE__JOB_SERVER_URL": url})
+        # Started first: its JVM warms up while the database migrates.
+        server, url = start_job_server(home, env)
+        airflow.processes.append(server)
+        env.update({"FHIR__COMPUTE__BACKEND": "job_server", "FHIR__COMPUTE__JOB_SERVER_URL": url})
         migrate = subprocess.run(
             ["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
         )
@@ -248,8 +248,7 @@ def start_airflow(postgres, tmp_path_factory):
         try:
             wait_for_port(port, timeout=180)
             airflow.wait_until_healthy(timeout=180)
-            if backend == "job_server":
-                wait_for_job_server(url, server)
+            wait_for_job_server(url, server)
         except Exception:
             print(airflow.logs_tail())
             raise

@@ -1,8 +1,6 @@
 """The first run of a fresh install, as `make demo PATIENTS=200` drives it, under a real
 Airflow: a small hospital's day (too few labelled rows for either model) lands, the
-DAGs are unpaused, and every run ends green with nothing paged. Its Spark jobs run
-through spark-submit, pipeline.yaml's default backend (`make demo` uses the job
-server, as the other end-to-end tests do), so a real scheduler runs that path too."""
+DAGs are unpaused, and every run ends green with nothing paged."""
 
 from __future__ import annotations
 
@@ -30,7 +28,7 @@ def test_a_fresh_install_runs_green_and_pages_nobody(spark, start_airflow, tmp_p
     for name, value in paths.items():
         monkeypatch.setenv(name, value)  # the demo writes the landing data where Airflow reads it
     config.settings.cache_clear()
-    airflow = start_airflow("demo", paths, backend="spark_submit")  # default alert channels: none
+    airflow = start_airflow("demo", paths)  # default alert channels: nothing configured
 
     runs, problems = demo.run_demo(airflow, patients=200, seed=42, timeout=1800)
 
