@@ -6,6 +6,7 @@ server (spark_jobs/job_server.py) of its own."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import glob
 import json
 import os
@@ -26,6 +27,23 @@ from tests.lakehouse_helpers import TEST_PHI_KEY
 from tools.airflow_client import AirflowClient
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+RUN_DAY = dt.date(2026, 11, 20)
+SCHEDULED = dt.time(6, 0, tzinfo=dt.UTC)  # the batch cron's time of day
+
+
+def at_schedule(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, SCHEDULED)
+
+
+def assert_success(airflow, dag_id: str, run: dict) -> None:
+    if run["state"] != "success":
+        states = airflow.task_states(dag_id, run["dag_run_id"])
+        failed = [t for t, s in states.items() if s not in ("success", "skipped")]
+        logs = "\n".join(airflow.task_log(dag_id, run["dag_run_id"], t)[-3000:] for t in failed)
+        pytest.fail(
+            f"{dag_id} {run['dag_run_id']} ended {run['state']}: {states}\n{logs}\n{airflow.logs_tail()}"
+        )
 
 
 def _postgres_bin() -> Path:
