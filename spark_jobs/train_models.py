@@ -572,6 +572,10 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, dict]:
     from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(args.tracking_uri)
+    # Open the store first, even when there is nothing to train: a new database-backed
+    # store is created here, before scoring and the stale-champion check open it side
+    # by side (concurrent first opens race on its schema migrations).
+    MlflowClient()
     args.as_of = gold_aggregate.gold_as_of(spark, args.lakehouse, args.as_of)
     artifact_root = args.artifact_root or default_artifact_root(args.tracking_uri)
     versions = table_versions(
