@@ -72,38 +72,19 @@ def test_the_task_ends_as_with_spark_submit(job_server, tmp_path):
     def task(job: str, *args: str, url: str = job_server) -> JobServerOperator:
         return JobServerOperator(task_id=job, job=job, job_args=list(args), server_url=url)
 
-    tracking = f"sqlite:///{tmp_path}/mlflow.db"
-    nothing_to_do = task(
-        "train_models",
-        *(
-            "--lakehouse",
-            str(tmp_path / "empty"),
-            "--tracking-uri",
-            tracking,
-            "--as-of",
-            RUN_DATE.isoformat(),
-        ),
+    nothing_to_do = (
+        *("--lakehouse", str(tmp_path / "empty"), "--as-of", RUN_DATE.isoformat()),
+        *("--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"),
     )
     with pytest.raises(AirflowSkipException):
-        nothing_to_do.execute({})
+        task("train_models", *nothing_to_do).execute({})
     with pytest.raises(PermanentJobFailure):
         task("gold_aggregate", "--no-such-option").execute({})
     with pytest.raises(AirflowException, match="refused spark_jobs.os_system: 400"):
         task("os_system").execute({})
     with pytest.raises(AirflowException, match="make airflow"):
         task("gold_aggregate", url=f"http://127.0.0.1:{free_port()}").execute({})
-    status, logged = run(
-        job_server,
-        "train_models",
-        *(
-            "--lakehouse",
-            str(tmp_path / "empty"),
-            "--tracking-uri",
-            tracking,
-            "--as-of",
-            RUN_DATE.isoformat(),
-        ),
-    )
+    status, logged = run(job_server, "train_models", *nothing_to_do)
     assert status == EXIT_SKIPPED and any("JobSkipped: no gold features yet" in line for line in logged), (
         logged
     )
