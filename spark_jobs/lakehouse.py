@@ -51,8 +51,8 @@ def run_job(main: Callable[[], object]) -> None:
 
 
 def job_exit_status(main: Callable[[], object]) -> int:
-    """Run a job's main; 0, EXIT_SKIPPED or EXIT_PERMANENT by how it ended (argparse's
-    usage errors exit with EXIT_PERMANENT too). Any other failure propagates."""
+    """Run a job's main; 0, EXIT_SKIPPED or EXIT_PERMANENT by how it ended. Any other
+    failure propagates, argparse's usage errors as SystemExit(EXIT_PERMANENT)."""
     try:
         main()
     except (JobSkipped, PermanentJobError) as exc:
