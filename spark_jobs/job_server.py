@@ -80,16 +80,16 @@ def job_session(base: SparkSession, conf: dict[str, str]) -> SparkSession:
     return session
 
 
-def run_in_session(job: str, args: list[str], session: SparkSession) -> int:
-    """Run one job's main in `session`; its exit status as spark-submit would see it."""
-    module = importlib.import_module(f"spark_jobs.{job}")
+def run_in_session(module, args: list[str], session: SparkSession) -> int:
+    """Run one job module's main in `session`; its exit status as spark-submit would see it."""
+    job = module.__name__
     try:
         return job_exit_status(partial(module.main, args, session))
     except SystemExit as exc:  # argparse: usage errors, printed to the server's log
-        log.error("spark_jobs.%s: invalid arguments %s (see its --help)", job, args)
+        log.error("%s: invalid arguments %s (see its --help)", job, args)
         return exc.code if isinstance(exc.code, int) else EXIT_PERMANENT
     except Exception:
-        log.exception("spark_jobs.%s failed", job)
+        log.exception("%s failed", job)
         return 1
 
 
@@ -151,7 +151,7 @@ class JobRequestHandler(BaseHTTPRequestHandler):
         context.run(_job_lines.set, lines)
         result: list[int] = []
         worker = threading.Thread(
-            target=lambda: result.append(context.run(run_in_session, job, args, session)),
+            target=lambda: result.append(context.run(run_in_session, module, args, session)),
             name=f"job-{job}",
         )
         with self.server.lock:

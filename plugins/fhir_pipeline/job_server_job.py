@@ -18,7 +18,7 @@ from spark_jobs.job_contract import SERVER_EXIT_STATUS_PREFIX
 
 
 def job_request(server_url: str, job: str, job_args: list[str]) -> urllib.request.Request:
-    """The POST that runs one job (tested as the exact request sent)."""
+    """The POST that runs one job."""
     return urllib.request.Request(
         f"{server_url.rstrip('/')}/jobs",
         data=json.dumps({"job": job, "args": job_args}).encode(),
