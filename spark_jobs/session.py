@@ -76,6 +76,9 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # table on two cores, however small the table.
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "8",
     "spark.ui.showConsoleProgress": "false",
+    # Compiled query code is reused when a query comes again (a warm job server, a test
+    # session); the default 100 classes are fewer than one batch run generates.
+    "spark.sql.codegen.cache.maxEntries": "2000",
 }
 
 # Settings that are correct everywhere, cluster or laptop.

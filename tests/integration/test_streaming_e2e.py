@@ -67,7 +67,8 @@ def _kill_and_restart_mid_stream(spark, lakehouse, produce) -> list[dict]:
     produce(half, RECORDS)  # more arrives while the job is down
     second = streaming.supervise()
     assert (second["state"], second["action"]) == (streaming.NOT_RUNNING, "restarted")
-    wait_until(lambda: row_count(spark, fhir_raw) >= RECORDS, timeout=300)
+    # Each count is a Spark job beside the stream's: poll it every few seconds, not twice a second.
+    wait_until(lambda: row_count(spark, fhir_raw) >= RECORDS, timeout=300, every=3)
     time.sleep(3)  # a duplicate would land in a later micro-batch: give it the chance
     return [first, second]
 
