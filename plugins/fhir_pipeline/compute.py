@@ -36,6 +36,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk.exceptions import AirflowSkipException
 
 from fhir_pipeline.config import REPO_ROOT, settings
+from fhir_pipeline.provider_internals import spark_submit_exit_status
 from spark_jobs.job_contract import EXIT_PERMANENT, EXIT_SKIPPED
 
 SPARK_JOBS = REPO_ROOT / "spark_jobs"
@@ -156,8 +157,7 @@ class SparkJobOperator(SparkSubmitOperator):
         try:
             return super().execute(context)
         except Exception as exc:
-            process = getattr(self._hook, "_submit_sp", None) if self._hook else None
-            outcome = exit_outcome(self.job, process.returncode if process is not None else None)
+            outcome = exit_outcome(self.job, spark_submit_exit_status(self._hook))
             if outcome is None:
                 raise
             raise outcome from exc

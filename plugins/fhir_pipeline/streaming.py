@@ -33,6 +33,7 @@ from fhir_pipeline.compute import (
     spark_submit_conf,
 )
 from fhir_pipeline.config import REPO_ROOT, settings, storage
+from fhir_pipeline.provider_internals import databricks_api_call, spark_submit_command
 
 HEALTHY, NOT_RUNNING, STALLED, LAGGING = "healthy", "not_running", "stalled", "lagging"
 # A process's command line reads empty while it execs; alive() looks again this many times.
@@ -166,7 +167,7 @@ class LocalStream:
             name="fhir-stream_ingest",
             application_args=job_arguments(self.paths),
         )
-        return hook._build_spark_submit_command(str(SPARK_JOBS / "stream_ingest.py"))
+        return spark_submit_command(hook, str(SPARK_JOBS / "stream_ingest.py"))
 
     def start(self) -> int:
         self.paths.state_dir.mkdir(parents=True, exist_ok=True)
@@ -204,8 +205,8 @@ class DatabricksStream:
         self.hook = DatabricksHook(databricks_conn_id=compute["databricks_conn_id"], retry_limit=3)
 
     def active_runs(self) -> list[dict]:
-        response = self.hook._do_api_call(
-            ("GET", "2.2/jobs/runs/list"), {"job_id": self.job_id, "active_only": "true"}
+        response = databricks_api_call(
+            self.hook, "GET", "2.2/jobs/runs/list", {"job_id": self.job_id, "active_only": "true"}
         )
         return response.get("runs", [])
 

@@ -23,6 +23,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException, TaskDeferred
 from fhir_pipeline import compute, config, streaming
 from fhir_pipeline.compute import PermanentJobFailure, SparkJobOperator, databricks_run_json, spark_job
+from fhir_pipeline.provider_internals import spark_submit_command
 from fhir_pipeline.tasks import retry_policy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,7 +135,7 @@ def test_spark_submit_starts_the_driver_from_the_class_archive(tmp_path):
     operator._spark_binary = _fake_spark_submit(tmp_path, exit_code=1)
     with pytest.raises(AirflowException):
         operator.execute(context={})
-    command = operator._hook._build_spark_submit_command(operator.application)
+    command = spark_submit_command(operator._hook, operator.application)
     archive = class_archive_option()
     assert archive is not None, "`make setup` records .local/spark-classes.jsa"
     assert f"spark.driver.extraJavaOptions={JVM_OPTIONS} {archive}" in command
