@@ -12,7 +12,8 @@ UTC) on the newest gold:
    models were last trained. A model with too few labelled rows is not trained
    (its reason is in the task log and in MLflow) while the other one is.
 2. **register_in_azure_ml** - the champions to an Azure ML managed online
-   endpoint, when `AZUREML_SUBSCRIPTION_ID/RESOURCE_GROUP/WORKSPACE` are set
+   endpoint (`spark_jobs/azure_ml_deploy.py`, on the compute backend like the
+   other jobs), when `AZUREML_SUBSCRIPTION_ID/RESOURCE_GROUP/WORKSPACE` are set
    (skipped otherwise).
 3. **score_risk** - every champion's scores per patient into `gold/risk_scores`,
    also when training was skipped (skipped itself while no model has a champion).
@@ -58,17 +59,12 @@ with DAG(
         execution_timeout=timeout("train_models"),
     )
 
-    @task(execution_timeout=timeout("azure_ml_deploy"))
-    def register_in_azure_ml():
-        """Register the champions in Azure ML and route the endpoints to them (when configured)."""
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from spark_jobs import azure_ml_deploy
-
-        args = azure_ml_deploy.parse_args(["--tracking-uri", paths.mlflow_tracking_uri])
-        if azure_ml_deploy.target_from(args) is None:
-            raise AirflowSkipException("Azure ML is not configured (AZUREML_* variables unset)")
-        return azure_ml_deploy.main(["--tracking-uri", paths.mlflow_tracking_uri])
+    register_in_azure_ml = spark_job(
+        "register_in_azure_ml",
+        "azure_ml_deploy",
+        ["--tracking-uri", paths.mlflow_tracking_uri],
+        execution_timeout=timeout("azure_ml_deploy"),
+    )
 
     score = spark_job(
         "score_risk",
@@ -85,4 +81,4 @@ with DAG(
 
         return page_stale_champions(paths.mlflow_tracking_uri)
 
-    train >> [register_in_azure_ml(), score, page_stale_champions()]
+    train >> [register_in_azure_ml, score, page_stale_champions()]

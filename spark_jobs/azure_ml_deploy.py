@@ -7,7 +7,8 @@ Configuration (arguments or environment):
   AZUREML_SUBSCRIPTION_ID, AZUREML_RESOURCE_GROUP, AZUREML_WORKSPACE  the workspace
   FHIR_AZUREML_INSTANCE_TYPE (default Standard_DS3_v2), FHIR_AZUREML_INSTANCE_COUNT (1)
 Authentication is DefaultAzureCredential (managed identity in production).
-Without a workspace the command says so and does nothing (exit code 0).
+Without a workspace the job ends JobSkipped (exit status 99): the task is skipped,
+with the reason in its log.
 
 Steps for each model: download `models:/<name>@champion` from MLflow, register it
 as an Azure ML MLflow model (same name, version = MLflow version, tags), create or
@@ -28,7 +29,7 @@ import tempfile
 from dataclasses import dataclass
 
 from spark_jobs import model_registry
-from spark_jobs.lakehouse import configure_logging
+from spark_jobs.lakehouse import JobSkipped, configure_logging, run_job
 from spark_jobs.model_registry import CHAMPION
 from spark_jobs.train_models import DIABETES_MODEL, READMISSION_MODEL
 
@@ -129,15 +130,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, str]]:
+def main(argv: list[str] | None = None, spark: object | None = None) -> list[dict[str, str]]:
+    """`spark` is the job server's session, which registration does not use."""
     configure_logging()
     args = parse_args(argv)
     target = target_from(args)
     if target is None:
-        log.info(
-            "Azure ML is not configured (AZUREML_SUBSCRIPTION_ID/RESOURCE_GROUP/WORKSPACE): nothing to do"
+        raise JobSkipped(
+            "Azure ML is not configured (AZUREML_SUBSCRIPTION_ID/RESOURCE_GROUP/WORKSPACE unset)"
         )
-        return []
     import mlflow
     from azure.ai.ml import MLClient
     from azure.identity import DefaultAzureCredential
@@ -155,4 +156,4 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
 
 
 if __name__ == "__main__":
-    main()
+    run_job(main)

@@ -10,7 +10,17 @@ How a job ends, on either backend:
 - permanent failure (bad input or configuration): EXIT_PERMANENT, or an error
   starting with PERMANENT_ERROR_PREFIX on Databricks. The task fails at once;
 - anything else fails the task, which retries per policy and then pages.
+
+How a driver JVM we launch ourselves starts (spark-submit from a task, a local
+session, the job server): its JVM options, the class archive and the jars.
 """
+
+from __future__ import annotations
+
+import glob
+import os
+import shlex
+from pathlib import Path
 
 EXIT_PERMANENT = 2
 # Airflow's own convention for "skip" (BashOperator's skip_on_exit_code).
@@ -20,3 +30,48 @@ PERMANENT_ERROR_PREFIX = "PermanentJobError:"
 # The job server (spark_jobs/job_server.py) ends each job's streamed log with this line
 # and the job's exit status.
 SERVER_EXIT_STATUS_PREFIX = "exit status: "
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JARS_DIR = REPO_ROOT / ".local" / "jars"
+# The JVM class-data-sharing archive `make setup` records (tools/spark_class_archive.py).
+CLASS_ARCHIVE = REPO_ROOT / ".local" / "spark-classes.jsa"
+# JVM options for short batch jobs on two cores, measured at 10k patients:
+# - the throughput collector: G1's concurrent work takes CPU from the two task
+#   threads (2 pairs each: bronze 66.2 -> 60.5 s, silver 77.6 -> 69.6 s, gold
+#   49.5 -> 44.9 s);
+# - less inlining: a job lives about a minute, and the C2 compiler thread spent
+#   42 of silver's 121 CPU seconds, most of it on Spark's generated classes.
+#   Smaller compilation units (defaults 325 and 2500 bytes) cost less to compile
+#   than they lose at run time (2 pairs each: bronze 62.3 -> 56.6 s, silver
+#   72.2 -> 67.2 s, gold 48.6 -> 43.2 s);
+# - JIT-compile huge methods: whole-stage code generation writes methods over the
+#   JVM's 8000-byte limit (silver's Observation normalize: 8093 and 9357 bytes), which
+#   the JVM otherwise interprets for the life of the job (Observation normalize, warm:
+#   18.0 -> 11.0 s);
+# - C2 gives up early on Spark's generated whole-stage methods (a node budget of
+#   20,000, a quarter of its default), which then run as C1 code: C2 spent ~10 CPU
+#   seconds of silver's Observation step on three of them (4 s on one), while the two
+#   task threads ran them slower, profiled, waiting for it. Silver's Observation step
+#   21.9 -> 18.0 s at 10k patients (3 runs between 2) and 68.4 -> 59.4 s at 50k (2
+#   pairs), so C1 code is not slower for these methods even at scale. `quiet` keeps
+#   the JVM from echoing the command on stdout.
+GENERATED_CODE_NODE_LIMIT = 20_000
+JVM_OPTIONS = (
+    "-XX:+UseParallelGC -XX:FreqInlineSize=100 -XX:InlineSmallCode=1000 -XX:-DontCompileHugeMethods "
+    "-XX:CompileCommand=quiet "
+    f"-XX:CompileCommand=MaxNodeLimit,*GeneratedIteratorForCodegenStage*.*,{GENERATED_CODE_NODE_LIMIT}"
+)
+DRIVER_JAVA_OPTIONS = f"-Dlog4j2.level=WARN {JVM_OPTIONS}"
+
+
+def delta_jars(jars_dir: Path | None = None) -> list[str]:
+    """Jar files fetched by `make setup` (see include/spark/pom.xml)."""
+    folder = Path(os.environ.get("FHIR_SPARK_JARS_DIR", jars_dir or DEFAULT_JARS_DIR))
+    return sorted(glob.glob(str(folder / "*.jar")))
+
+
+def class_archive_option(archive: Path = CLASS_ARCHIVE) -> str | None:
+    """The JVM option that maps the class archive, when setup recorded one: the driver
+    then maps Spark's classes instead of loading them (session up and first Delta
+    reads planned ~3.5 s sooner per process, measured on gold at 10k patients)."""
+    return f"-XX:SharedArchiveFile={shlex.quote(str(archive))}" if archive.is_file() else None

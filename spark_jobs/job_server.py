@@ -53,6 +53,7 @@ JOBS = frozenset(
         "train_models",
         "score_risk",
         "maintenance",
+        "azure_ml_deploy",
     }
 )
 DEFAULT_PORT = 8998

@@ -31,8 +31,9 @@ from pathlib import Path
 from pyspark import SparkContext
 
 from spark_jobs import bronze_ingest, gold_aggregate, silver_normalize
+from spark_jobs.job_contract import CLASS_ARCHIVE, DRIVER_JAVA_OPTIONS
 from spark_jobs.lakehouse import configure_logging
-from spark_jobs.session import CLASS_ARCHIVE, DRIVER_JAVA_OPTIONS, build_spark_session
+from spark_jobs.session import build_spark_session
 from tools.fhir_generator import generate
 
 log = logging.getLogger("fhir_lakehouse.class_archive")

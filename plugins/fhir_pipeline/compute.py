@@ -22,7 +22,6 @@ cannot fix it; any other failure retries per policy and then pages.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -37,7 +36,13 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from fhir_pipeline.config import REPO_ROOT, settings
 from fhir_pipeline.provider_internals import spark_submit_exit_status
-from spark_jobs.job_contract import EXIT_PERMANENT, EXIT_SKIPPED
+from spark_jobs.job_contract import (
+    EXIT_PERMANENT,
+    EXIT_SKIPPED,
+    JVM_OPTIONS,
+    class_archive_option,
+    delta_jars,
+)
 
 SPARK_JOBS = REPO_ROOT / "spark_jobs"
 # Environment the Spark job reads (see spark_jobs.phi and spark_jobs.session).
@@ -75,8 +80,6 @@ def spark_submit_conf() -> dict[str, str]:
     """compute.spark_conf, plus, when the config sets no driver JVM options, the
     JVM options the jobs are tuned for and the driver's class archive if `make setup`
     recorded one (a driver that cannot find or use the archive starts normally)."""
-    from spark_jobs.session import JVM_OPTIONS, class_archive_option  # pyspark: not at DAG parse time
-
     conf = dict(settings()["compute"]["spark_conf"])
     if "spark.driver.extraJavaOptions" not in conf:
         conf["spark.driver.extraJavaOptions"] = " ".join(filter(None, [JVM_OPTIONS, class_archive_option()]))
@@ -127,9 +130,8 @@ def job_environment() -> dict[str, str]:
 
 
 def spark_jars() -> str | None:
-    """The jars `make setup` fetched (FHIR_SPARK_JARS_DIR), for --jars."""
-    jars = sorted(glob.glob(os.path.join(os.environ.get("FHIR_SPARK_JARS_DIR", ""), "*.jar")))
-    return ",".join(jars) or None
+    """The jars `make setup` fetched, for --jars."""
+    return ",".join(delta_jars()) or None
 
 
 class SparkJobOperator(SparkSubmitOperator):

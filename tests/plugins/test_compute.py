@@ -26,6 +26,8 @@ from fhir_pipeline.compute import PermanentJobFailure, SparkJobOperator, databri
 from fhir_pipeline.provider_internals import spark_submit_command
 from fhir_pipeline.tasks import retry_policy
 
+from spark_jobs.job_contract import JVM_OPTIONS, class_archive_option
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -129,8 +131,6 @@ def test_other_failures_stay_retryable(tmp_path):
 def test_spark_submit_starts_the_driver_from_the_class_archive(tmp_path):
     """The command the task runs carries compute.spark_conf plus the JVM options and the
     archive `make setup` recorded."""
-    from spark_jobs.session import JVM_OPTIONS, class_archive_option
-
     operator = SparkJobOperator(task_id="bronze_ingest", job="bronze_ingest", job_args=[])
     operator._spark_binary = _fake_spark_submit(tmp_path, exit_code=1)
     with pytest.raises(AirflowException):

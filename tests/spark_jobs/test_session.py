@@ -12,13 +12,8 @@ import pyarrow.parquet as pq
 from delta.tables import DeltaTable
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs.session import (
-    CLASS_ARCHIVE,
-    JVM_OPTIONS,
-    class_archive_option,
-    delta_jars,
-    without_parquet_dictionary,
-)
+from spark_jobs.job_contract import CLASS_ARCHIVE, JVM_OPTIONS, class_archive_option, delta_jars
+from spark_jobs.session import without_parquet_dictionary
 
 
 def test_session_has_project_defaults(spark):

@@ -272,4 +272,5 @@ def test_azure_ml_registers_the_champion_and_routes_traffic_to_it(trained):
 def test_azure_ml_is_off_unless_configured(monkeypatch):
     for var in ("AZUREML_SUBSCRIPTION_ID", "AZUREML_RESOURCE_GROUP", "AZUREML_WORKSPACE"):
         monkeypatch.delenv(var, raising=False)
-    assert azure_ml_deploy.main(["--tracking-uri", "sqlite:///unused.db"]) == []
+    with pytest.raises(JobSkipped, match="Azure ML is not configured"):
+        azure_ml_deploy.main(["--tracking-uri", "sqlite:///unused.db"])
