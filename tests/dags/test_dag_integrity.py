@@ -1,5 +1,5 @@
 """Every DAG in dags/ loads, follows the repository policy, and declares what the
-runbook says; DAG files stay cheap to parse."""
+runbook says; DAG files import nothing heavy."""
 
 from __future__ import annotations
 
@@ -19,7 +19,12 @@ from fhir_pipeline.dag_policy import dag_breaches
 from fhir_pipeline.tasks import gold_event_as_of
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-EXPECTED = {"fhir_batch_pipeline", "fhir_ml_training", "fhir_lakehouse_maintenance"}
+EXPECTED = {
+    "fhir_batch_pipeline",
+    "fhir_ml_training",
+    "fhir_lakehouse_maintenance",
+    "fhir_streaming_supervisor",
+}
 HEAVY_MODULES = ("pyspark", "mlflow", "pandas", "numpy", "sklearn", "delta", "azure.ai.ml", "matplotlib")
 
 
@@ -30,7 +35,7 @@ def bag():
 
 def test_all_dags_import_without_errors(bag):
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) >= EXPECTED
+    assert set(bag.dag_ids) == EXPECTED
 
 
 def test_every_dag_follows_the_policy(bag):
@@ -142,16 +147,15 @@ def test_training_takes_the_newest_as_of_date_of_the_gold_events_that_triggered_
 
 
 @pytest.mark.parametrize("dag_file", sorted(p.name for p in DAGS.glob("*.py")))
-def test_dag_file_parses_fast_without_heavy_imports(dag_file):
-    """Parsing must not import Spark, MLflow or pandas (the scheduler parses every few seconds)."""
+def test_dag_file_parses_without_heavy_imports(dag_file):
+    """Parsing must not import Spark, MLflow or pandas: the DAG processor and every task
+    parse it (its parse time is in `make bench`)."""
     probe = (
-        "import json, sys, time, runpy; import airflow.sdk; start = time.perf_counter(); "
-        f"runpy.run_path({str(DAGS / dag_file)!r}); elapsed = time.perf_counter() - start; "
-        f"heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules]; "
-        "print(json.dumps({'seconds': round(elapsed, 3), 'heavy': heavy}))"
+        "import json, sys, runpy; import airflow.sdk; "
+        f"runpy.run_path({str(DAGS / dag_file)!r}); "
+        f"print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["heavy"] == [], f"{dag_file} imports {report['heavy']} at parse time"
-    print(f"{dag_file}: parsed in {report['seconds']}s (after airflow.sdk import)")
+    heavy = json.loads(result.stdout.strip().splitlines()[-1])
+    assert heavy == [], f"{dag_file} imports {heavy} at parse time"
