@@ -7,7 +7,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from spark_jobs.lakehouse import PermanentJobError, read_table
 from spark_jobs.sof.catalog import silver_source_view, silver_view_rows
 from spark_jobs.sof.view import compile_view, view_rows
 from tests.lakehouse_helpers import RUN_DATE, TEST_PHI_KEY, ingest, normalize
+from tests.spark_plans import executed_operators
 
 SILVER_TABLES = [t.name for t in silver_normalize.SILVER_TABLES]
 # The tables of the ViewDefinitions shipped in include/views/.
@@ -130,23 +130,24 @@ def test_blood_pressure_panel_gives_one_measurement_per_component(spark, hl7_exa
 def test_observation_normalize_runs_as_compiled_whole_stages(spark, hl7_examples):
     """Spark interprets, row by row, any operator whose rows hold more than
     spark.sql.codegen.maxFields (100) nested fields, and any lambda: the parsed
-    Observation must stay narrow enough for the explode and the joins, and silver's
-    observations view compile without lambdas."""
+    Observation must stay narrow enough for the explode and the joins, and no lambda
+    may reach them."""
     bp = json.loads((hl7_examples / "Observation-blood-pressure.json").read_text())
     bundle = {"bundle_id": "b1", "source_file": "daily_extract/x/bundle.json"}
     patient = {"resource": {"resourceType": "Patient", "id": "example"}, "full_url": "urn:uuid:p", **bundle}
     rows = observations(spark, [{"resource": bp, **bundle}], patients=[patient])
     rows.collect()
-    plan = rows._jdf.queryExecution().executedPlan().toString()
-    final_plan = plan.split("== Final Plan ==")[1].split("== Initial Plan ==")[0]
-    # "*(n)" marks an operator compiled into whole-stage code n.
-    compiled = re.findall(r"\*\(\d+\) (Generate explode|BroadcastHashJoin \[\w+)", final_plan)
-    assert sorted(compiled) == [
-        "BroadcastHashJoin [loinc_code",
-        "BroadcastHashJoin [patient_id_hashed",
-        "Generate explode",
-    ], plan
-    assert "lambdafunction" not in final_plan, "a Spark lambda runs row by row"
+    operators = executed_operators(rows)
+    explodes = [o for o in operators if o.name == "Generate"]
+    joins = [o for o in operators if o.name == "BroadcastHashJoin"]
+    assert len(explodes) == 1 and len(joins) == 2, [o.name for o in operators]
+    assert all(o.compiled for o in explodes + joins), [(o.name, o.compiled) for o in operators]
+    for key in ("loinc_code", "patient_id_hashed"):  # the code-set join and the patient join
+        assert sorted(key in o.columns for o in joins) == [False, True], key
+    # The view's rows (its forEach and unionAll) are arrays built with `transform`, whose
+    # lambdas run row by row in the one projection that builds them, before the explode.
+    # (Spark's printed plan cuts that projection's field list short, hiding them.)
+    assert [o.name for o in operators if "LambdaFunction" in o.expressions] == ["Project"]
 
 
 def test_measurements_codings_and_quality_issues_on_edge_cases(spark):
