@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
-import time
+from pathlib import Path
 
 import pytest
 from fhir_pipeline import config, streaming
@@ -69,8 +69,20 @@ def _kill_and_restart_mid_stream(spark, lakehouse, produce) -> list[dict]:
     assert (second["state"], second["action"]) == (streaming.NOT_RUNNING, "restarted")
     # Each count is a Spark job beside the stream's: poll it every few seconds, not twice a second.
     wait_until(lambda: row_count(spark, fhir_raw) >= RECORDS, timeout=300, every=3)
-    time.sleep(3)  # a duplicate would land in a later micro-batch: give it the chance
+    # A duplicate could only come from a batch planned before the kill and replayed
+    # after it: once every planned batch has committed, none is left to land.
+    wait_until(
+        lambda: every_planned_batch_committed(lakehouse / "_checkpoints" / "stream_ingest"), timeout=60
+    )
     return [first, second]
+
+
+def every_planned_batch_committed(checkpoint: Path) -> bool:
+    def batches(log: str) -> set[int]:
+        return {int(p.name) for p in (checkpoint / log).glob("[0-9]*")}
+
+    planned = batches("offsets")
+    return bool(planned) and planned <= batches("commits")
 
 
 def _assert_each_record_exactly_once(spark, lakehouse) -> None:
