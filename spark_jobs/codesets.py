@@ -1,14 +1,18 @@
 """The one loader for the code sets in include/codesets/ (value sets, unit
-conversions, interpretation severities, geography rules)."""
+conversions, interpretation severities, geography rules, clinical thresholds)."""
 
 from __future__ import annotations
 
 import json
+import operator
 import os
-from functools import cache
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache, reduce
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 
@@ -107,3 +111,60 @@ def condition_groups() -> dict[str, list[str]]:
 def medication_classes() -> dict[str, list[str]]:
     """Chronic medication class -> RxNorm codes."""
     return load("medication_classes")["classes"]
+
+
+COMPARISONS = {"at_least": operator.ge, "above": operator.gt, "below": operator.lt, "at_most": operator.le}
+
+
+@dataclass(frozen=True)
+class Limit:
+    measure: str
+    comparison: str  # a key of COMPARISONS
+    value: float
+
+
+@dataclass(frozen=True)
+class ClinicalRule:
+    name: str
+    limits: tuple[Limit, ...]  # met when any is
+    window_days: int | None  # the mean's window in gold's risk flags
+
+    @property
+    def measures(self) -> list[str]:
+        return [limit.measure for limit in self.limits]
+
+    def met(self, value_of: Callable[[str], Column]) -> Column:
+        """True when any limit is met by `value_of(measure)`; a missing value meets none."""
+        met = [
+            F.coalesce(
+                COMPARISONS[limit.comparison](value_of(limit.measure), F.lit(limit.value)), F.lit(False)
+            )
+            for limit in self.limits
+        ]
+        return reduce(operator.or_, met)
+
+
+@cache
+def clinical_rules() -> dict[str, ClinicalRule]:
+    """include/codesets/clinical_thresholds.json, checked: each limit names a known
+    measure in its canonical unit and exactly one comparison."""
+    known = measures()
+    rules = {}
+    for name, rule in load("clinical_thresholds")["rules"].items():
+        limits = []
+        for i, limit in enumerate(rule["any_of"]):
+            where = f"clinical_thresholds.json: rules.{name}.any_of[{i}]"
+            measure = limit.get("measure")
+            if measure not in known:
+                raise ValueError(f"{where}: unknown measure {measure!r} (observation_measures.json)")
+            unit = known[measure]["unit"]
+            if limit.get("unit") != unit:
+                raise ValueError(f"{where}: unit {limit.get('unit')!r}, but {measure} values are in {unit!r}")
+            comparisons = [key for key in COMPARISONS if key in limit]
+            if len(comparisons) != 1:
+                raise ValueError(f"{where}: needs exactly one of {sorted(COMPARISONS)}, has {comparisons}")
+            limits.append(Limit(measure, comparisons[0], float(limit[comparisons[0]])))
+        if not limits:
+            raise ValueError(f"clinical_thresholds.json: rules.{name} has no limit")
+        rules[name] = ClinicalRule(name, tuple(limits), rule.get("window_days"))
+    return rules

@@ -207,6 +207,7 @@ def vital_trends(daily: DataFrame, first_day: dt.date, as_of: dt.date) -> DataFr
             F.first("day_max").alias("max"),
         )
     )
+    rules = codesets.clinical_rules()
     return wide.select(
         "patient_id_hashed",
         "observation_date",
@@ -218,11 +219,10 @@ def vital_trends(daily: DataFrame, first_day: dt.date, as_of: dt.date) -> DataFr
         "temperature_avg",
         "oxygen_saturation_avg",
         "respiratory_rate_avg",
-        F.coalesce((F.col("bp_systolic_avg") >= 140) | (F.col("bp_diastolic_avg") >= 90), F.lit(False)).alias(
-            "hypertension_flag"
-        ),
-        F.coalesce(F.col("heart_rate_avg") > 100, F.lit(False)).alias("tachycardia_flag"),
-        F.coalesce(F.col("oxygen_saturation_avg") < 90, F.lit(False)).alias("hypoxia_flag"),
+        *[
+            rules[flag].met(lambda measure: F.col(f"{measure}_avg")).alias(f"{flag}_flag")
+            for flag in ("hypertension", "tachycardia", "hypoxia")
+        ],
         F.lit(as_of).alias("as_of_date"),
     )
 
@@ -495,22 +495,19 @@ def spine_features(
 
 
 def risk_flags(features: DataFrame) -> DataFrame:
-    """SPEC §5 risk flags; a missing measurement never raises a flag."""
+    """SPEC §5 risk flags (include/codesets/clinical_thresholds.json) on each measure's
+    mean over the rule's window; a missing measurement never raises a flag."""
+    rules = codesets.clinical_rules()
 
-    def flag(condition: Column) -> Column:
-        return F.coalesce(condition, F.lit(False))
+    def met(name: str) -> Column:
+        window = rules[name].window_days
+        return rules[name].met(lambda measure: F.col(f"avg_{short(measure)}_{window}d"))
 
-    hypertension = flag((F.col("avg_bp_systolic_30d") >= 140) | (F.col("avg_bp_diastolic_30d") >= 90))
+    hypertension = met("hypertension")
     return (
-        features.withColumn(
-            "diabetes_risk_flag",
-            flag((F.col("avg_hba1c_90d") >= 6.5) | (F.col("avg_glucose_90d") >= 126)),
-        )
+        features.withColumn("diabetes_risk_flag", met("diabetes"))
         .withColumn("hypertension_risk_flag", hypertension)
-        .withColumn(
-            "cvd_risk_flag",
-            flag((F.col("avg_ldl_90d") >= 160) | ((F.col("avg_total_chol_90d") >= 240) & hypertension)),
-        )
+        .withColumn("cvd_risk_flag", met("high_ldl") | (met("high_total_cholesterol") & hypertension))
     )
 
 

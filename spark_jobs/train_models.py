@@ -118,18 +118,17 @@ def as_doubles(df: DataFrame, columns: list[str]) -> DataFrame:
 
 def diabetes_onset_labels(inputs: dict[str, DataFrame], cutoff: dt.date, as_of: dt.date) -> DataFrame:
     """Per patient with evidence in (cutoff, as_of]: 1 when a result is in the diabetic
-    range (HbA1c >= 6.5 %, glucose >= 126 mg/dL: the diabetes_risk_flag thresholds) or
-    a diabetes diagnosis starts there, else 0 (tested, never in range)."""
+    range (the `diabetes` rule of include/codesets/clinical_thresholds.json, which
+    diabetes_risk_flag applies to 90-day means) or a diabetes diagnosis starts there,
+    else 0 (tested, never in range)."""
     in_horizon = lambda column: (column > F.lit(cutoff)) & (column <= F.lit(as_of))  # noqa: E731
+    diabetic = codesets.clinical_rules()["diabetes"]
     results = (
         inputs["measurements"]
-        .filter(F.col("measure").isin("hba1c", "glucose") & in_horizon(F.col("observation_date")))
+        .filter(F.col("measure").isin(*diabetic.measures) & in_horizon(F.col("observation_date")))
         .select(
             "patient_id_hashed",
-            (
-                ((F.col("measure") == "hba1c") & (F.col("value_numeric") >= 6.5))
-                | ((F.col("measure") == "glucose") & (F.col("value_numeric") >= 126))
-            )
+            diabetic.met(lambda measure: F.when(F.col("measure") == measure, F.col("value_numeric")))
             .cast("int")
             .alias(LABEL),
         )

@@ -1,0 +1,68 @@
+"""The code-set loader: the clinical thresholds as declared in include/codesets/ and
+as SPEC §5 states them, and a declaration it refuses."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from spark_jobs import codesets
+
+INCLUDE = Path(__file__).resolve().parents[2] / "include"
+
+
+def rule_on(spark, rule: str, rows: list[tuple]) -> list[bool]:
+    """The rule's verdict on each row of values, one column per measure of the rule."""
+    measures = codesets.clinical_rules()[rule].measures
+    values = [tuple(None if v is None else float(v) for v in row) for row in rows]
+    frame = spark.createDataFrame(values, ", ".join(f"{m} double" for m in measures))
+    return [r.met for r in frame.select(codesets.clinical_rules()[rule].met(F.col).alias("met")).collect()]
+
+
+def test_thresholds_are_specs_at_their_boundaries(spark):
+    """SPEC §5: hypertension >= 140/90, tachycardia HR > 100, hypoxia SpO2 < 90,
+    diabetes HbA1c >= 6.5 % or glucose >= 126 mg/dL, LDL >= 160, total cholesterol >= 240."""
+    both_missing = (None, None)
+    assert rule_on(spark, "hypertension", [(139, 89), (140, 60), (None, 90), both_missing]) == [
+        False,
+        True,
+        True,
+        False,
+    ]
+    assert rule_on(spark, "tachycardia", [(100,), (100.5,), (None,)]) == [False, True, False]
+    assert rule_on(spark, "hypoxia", [(90,), (89.9,), (None,)]) == [False, True, False]
+    assert rule_on(spark, "diabetes", [(6.4, 125), (6.5, None), (None, 126)]) == [False, True, True]
+    assert rule_on(spark, "high_ldl", [(159,), (160,)]) == [False, True]
+    assert rule_on(spark, "high_total_cholesterol", [(239,), (240,)]) == [False, True]
+    assert codesets.clinical_rules()["hypertension"].window_days == 30
+    assert codesets.clinical_rules()["diabetes"].window_days == 90
+
+
+@pytest.mark.parametrize(
+    ("limit", "error"),
+    [
+        ({"measure": "glucoze", "at_least": 126, "unit": "mg/dL"}, "unknown measure 'glucoze'"),
+        ({"measure": "glucose", "at_least": 7.0, "unit": "mmol/L"}, "glucose values are in 'mg/dL'"),
+        ({"measure": "glucose", "at_least": 126, "above": 125, "unit": "mg/dL"}, "needs exactly one of"),
+    ],
+)
+def test_a_bad_threshold_is_refused_naming_where_it_is(tmp_path, monkeypatch, limit, error):
+    include = tmp_path / "include"
+    shutil.copytree(INCLUDE / "codesets", include / "codesets")
+    path = include / "codesets" / "clinical_thresholds.json"
+    declared = json.loads(path.read_text())
+    declared["rules"]["diabetes"]["any_of"][1] = limit
+    path.write_text(json.dumps(declared))
+    monkeypatch.setenv("FHIR_INCLUDE_DIR", str(include))
+    codesets.load.cache_clear()
+    codesets.clinical_rules.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"rules\.diabetes\.any_of\[1\]: .*" + error.replace("(", r"\(")):
+            codesets.clinical_rules()
+    finally:
+        codesets.load.cache_clear()
+        codesets.clinical_rules.cache_clear()
