@@ -1,0 +1,83 @@
+"""What an Airflow task process imports when a Spark job task runs, up to the launch
+of the job: neither pyspark nor MLflow nor the jobs' modules (they run in the Spark
+driver), only the dependency-free job contract. Each backend runs every Spark job task
+of every DAG in a fresh interpreter: spark-submit with a stand-in binary that exits
+0, the job server with a local stand-in that answers "exit status: 0"."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+PROBE = textwrap.dedent(
+    """
+    import json, sys, threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class JobServer(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"exit status: 0\\n")
+
+    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), JobServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    from airflow.models import DagBag
+    from fhir_pipeline.compute import SparkJobOperator
+    from fhir_pipeline.job_server_job import JobServerOperator
+
+    ran = []
+    for dag in DagBag(dag_folder=sys.argv[3]).dags.values():
+        for task in dag.tasks:
+            if isinstance(task, SparkJobOperator):
+                task._spark_binary = sys.argv[1]
+            elif not isinstance(task, JobServerOperator):
+                continue
+            task.execute(context={})
+            ran.append(f"{dag.dag_id}.{task.task_id}")
+    loaded = [
+        m for m in sys.modules
+        if m.split(".")[0] in ("pyspark", "mlflow", "py4j")
+        or (m.startswith("spark_jobs.") and m != "spark_jobs.job_contract")
+    ]
+    print(json.dumps({"ran": ran, "loaded": loaded}))
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["spark_submit", "job_server"])
+def test_a_spark_task_imports_no_spark_mlflow_or_job_module(backend, tmp_path):
+    binary = tmp_path / "spark-submit"
+    binary.write_text("#!/bin/sh\nexit 0\n")
+    binary.chmod(0o755)
+    port = free_port()
+    env = {
+        "FHIR__COMPUTE__BACKEND": backend,
+        "FHIR__COMPUTE__JOB_SERVER_URL": f"http://127.0.0.1:{port}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, str(binary), str(port), str(REPO / "dags")],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"fhir_batch_pipeline.silver_normalize", "fhir_ml_training.train_models"} <= set(report["ran"])
+    assert report["loaded"] == [], f"{backend}: {report['loaded']}"
