@@ -141,11 +141,10 @@ with DAG(
     )
 
     @task(outlets=[GOLD])
-    def publish_gold(dag_run=None, outlet_events=None):
+    def publish_gold(as_of: str, dag_run=None, outlet_events=None):
         """Announce the new gold slice (starts fhir_ml_training)."""
-        as_of = (dag_run.logical_date or dag_run.run_after).date().isoformat()
         outlet_events[GOLD].extra = {"as_of": as_of, "run_id": dag_run.run_id}
         return as_of
 
     check_landing_or_skip() >> [wait_for_landing, bronze]
-    wait_for_landing >> bronze >> silver >> gold >> quality >> publish_gold()
+    wait_for_landing >> bronze >> silver >> gold >> quality >> publish_gold(RUN_DATE)

@@ -16,7 +16,7 @@ from fhir_pipeline.alerts import missing_alert_connections, page_deadline_missed
 from fhir_pipeline.compute import SparkJobOperator
 from fhir_pipeline.config import settings
 from fhir_pipeline.dag_policy import dag_breaches
-from fhir_pipeline.tasks import gold_event_as_of
+from fhir_pipeline.tasks import RUN_DATE, gold_event_as_of
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 EXPECTED = {
@@ -81,6 +81,7 @@ def test_batch_pipeline_runs_the_layers_in_order(bag):
     # Bronze runs after the sensor, or straight after the branch when the sensor is skipped.
     assert dag.get_task("bronze_ingest").trigger_rule == "none_failed_min_one_success"
     assert [o.name for o in dag.get_task("publish_gold").outlets] == ["fhir_gold"]
+    assert list(dag.get_task("publish_gold").op_args) == [RUN_DATE]  # the day the jobs ran for
     bronze = dag.get_task("bronze_ingest")
     assert isinstance(bronze, SparkJobOperator)
     assert Path(bronze.application).name == "bronze_ingest.py" and Path(bronze.application).exists()
