@@ -59,8 +59,7 @@ TYPED_RAW_TABLES = {
 }
 
 # Data skipping statistics only on the columns audits filter by: collecting them on
-# the raw JSON text copies every record once more and never skips a file (the fhir_raw
-# write at 10k patients, warm: 5.7 -> 4.6 s without any statistics).
+# the raw JSON text copies every record once more and never skips a file.
 RAW_STATS_COLUMNS = ("resource_id", "version_id", "last_updated_ts", "ingested_at", "run_id", "ingest_mode")
 QUARANTINE_STATS_COLUMNS = ("reason", "source_file", "line_number", "ingested_at", "run_id", "ingest_mode")
 STATS_COLUMNS = {
@@ -264,7 +263,7 @@ def _names_a_non_string(key: str, text: Column) -> Column:
     """Whether the JSON text gives `key` a value that is not a string, at any depth."""
     # One pattern per key, not one alternation: a pattern that starts with a literal of
     # four or more characters is searched with Boyer-Moore, skipping ahead, where an
-    # alternation is tried at every quote (1M records, warm: 2.9 -> 1.6 s).
+    # alternation is tried at every quote.
     return text.rlike(rf'"{key}"\s*:\s*[^"\s]')
 
 
@@ -324,8 +323,7 @@ def expand_bundles(documents: DataFrame) -> DataFrame:
     is_bundle = F.col("reason").isNull() & (F.col("env.resourceType") == "Bundle")
     # The entries branch reads the documents a second time. Only a text holding
     # "Bundle", or a \u escape that could spell it, can be a Bundle: a byte search
-    # spares that branch the JSON parse of every other record (classifying 10k
-    # patients' records, warm: 11.1 -> 9.4 s, 2 pairs).
+    # spares that branch the JSON parse of every other record.
     text = F.col("text")
     may_be_bundle = text.contains("Bundle") | text.contains("\\u")
     bundle_columns = {
@@ -716,12 +714,11 @@ def _append_run_log(spark, path, args, run_id, started, fingerprint, files, coun
 # Session settings of the bronze job (the job server applies them to the job's session).
 SESSION_CONF = {
     # A bronze write task holds the rows of a type or a few (see run()): with a
-    # writer open per partition value it skips sorting its rows by value first
-    # (at 10k patients, one pair: 48.2 -> 45.3 s).
+    # writer open per partition value it skips sorting its rows by value first.
     "spark.sql.maxConcurrentOutputFileWriters": "8",
     # The cached records are mostly distinct JSON texts, which the cache's
-    # dictionary and run-length encodings cannot shrink; trying them cost 2 s of
-    # the 20 s cache fill (at 10k patients the job took 49.6 -> 47.6 s, 3 pairs).
+    # dictionary and run-length encodings cannot shrink; trying them only slows
+    # the cache fill.
     "spark.sql.inMemoryColumnarStorage.compressed": "false",
     # Row groups silver's reads can split at (session.READ_SPLIT_BYTES).
     "spark.hadoop.parquet.block.size": str(READ_SPLIT_BYTES),

@@ -35,26 +35,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JARS_DIR = REPO_ROOT / ".local" / "jars"
 # The JVM class-data-sharing archive `make setup` records (tools/spark_class_archive.py).
 CLASS_ARCHIVE = REPO_ROOT / ".local" / "spark-classes.jsa"
-# JVM options for short batch jobs on two cores, measured at 10k patients:
+# JVM options for short batch jobs on two cores:
 # - the throughput collector: G1's concurrent work takes CPU from the two task
-#   threads (2 pairs each: bronze 66.2 -> 60.5 s, silver 77.6 -> 69.6 s, gold
-#   49.5 -> 44.9 s);
-# - less inlining: a job lives about a minute, and the C2 compiler thread spent
-#   42 of silver's 121 CPU seconds, most of it on Spark's generated classes.
-#   Smaller compilation units (defaults 325 and 2500 bytes) cost less to compile
-#   than they lose at run time (2 pairs each: bronze 62.3 -> 56.6 s, silver
-#   72.2 -> 67.2 s, gold 48.6 -> 43.2 s);
+#   threads;
+# - less inlining: a job lives about a minute, and the C2 compiler thread takes a
+#   large share of a job's CPU time, most of it on Spark's generated classes. Smaller
+#   compilation units (defaults 325 and 2500 bytes) cost less to compile than they
+#   lose at run time;
 # - JIT-compile huge methods: whole-stage code generation writes methods over the
-#   JVM's 8000-byte limit (silver's Observation normalize: 8093 and 9357 bytes), which
-#   the JVM otherwise interprets for the life of the job (Observation normalize, warm:
-#   18.0 -> 11.0 s);
+#   JVM's 8000-byte limit (silver's Observation normalize gets such methods), which
+#   the JVM otherwise interprets for the life of the job;
 # - C2 gives up early on Spark's generated whole-stage methods (a node budget of
-#   20,000, a quarter of its default), which then run as C1 code: C2 spent ~10 CPU
-#   seconds of silver's Observation step on three of them (4 s on one), while the two
-#   task threads ran them slower, profiled, waiting for it. Silver's Observation step
-#   21.9 -> 18.0 s at 10k patients (3 runs between 2) and 68.4 -> 59.4 s at 50k (2
-#   pairs), so C1 code is not slower for these methods even at scale. `quiet` keeps
-#   the JVM from echoing the command on stdout.
+#   20,000, a quarter of its default), which then run as C1 code: C2 spent many CPU
+#   seconds of silver's Observation step on a few of them, while the two task threads
+#   ran them slower, profiled, waiting for it. C1 code is not slower for these methods,
+#   even at scale. `quiet` keeps the JVM from echoing the command on stdout.
 GENERATED_CODE_NODE_LIMIT = 20_000
 JVM_OPTIONS = (
     "-XX:+UseParallelGC -XX:FreqInlineSize=100 -XX:InlineSmallCode=1000 -XX:-DontCompileHugeMethods "
@@ -72,6 +67,6 @@ def delta_jars(jars_dir: Path | None = None) -> list[str]:
 
 def class_archive_option(archive: Path = CLASS_ARCHIVE) -> str | None:
     """The JVM option that maps the class archive, when setup recorded one: the driver
-    then maps Spark's classes instead of loading them (session up and first Delta
-    reads planned ~3.5 s sooner per process, measured on gold at 10k patients)."""
+    then maps Spark's classes instead of loading them, so each process has its session
+    up and its first Delta reads planned sooner."""
     return f"-XX:SharedArchiveFile={shlex.quote(str(archive))}" if archive.is_file() else None

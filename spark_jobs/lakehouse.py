@@ -93,10 +93,9 @@ def partitioned(df: DataFrame, partition_by: Sequence[str]) -> DataFrame:
     """Group rows by partition value before a partitioned write, in tasks of a
     sensible size (adaptive execution's REBALANCE).
 
-    Without it every task writes a file per value it holds (measured 25 s -> 7 s
-    for 78k rows over 731 dates). A plain repartition by value instead puts a
-    whole partition in one task: bronze wrote its 785k observations single-threaded
-    (14 s of a 21 s write); REBALANCE splits large values and merges small ones.
+    Without it every task writes a file per value it holds, many small files. A plain
+    repartition by value instead puts a whole partition in one task: bronze wrote its
+    observations single-threaded; REBALANCE splits large values and merges small ones.
     """
     return df.hint("rebalance", *partition_by) if partition_by else df
 
@@ -113,9 +112,9 @@ def create_table(
     `cluster_by` makes a liquid-clustered table: files are laid out by those
     columns when OPTIMIZE runs (the maintenance DAG) and skipped by their
     min/max statistics. It suits columns with thousands of values, such as
-    clinical dates, where a partition per value means a tiny file per value
-    (measured: 13 s of a 15 s silver encounter write went to 735 date
-    partitions). Partition (`overwrite_slice`) only by columns with few values.
+    clinical dates, where a partition per value means a tiny file per value, and
+    writing them is most of a write's time. Partition (`overwrite_slice`) only by
+    columns with few values.
     """
     if cluster_by:
         columns = ", ".join(f"`{c}`" for c in cluster_by)

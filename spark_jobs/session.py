@@ -24,11 +24,10 @@ from spark_jobs.job_contract import (
 )
 
 # Bronze writes Parquet row groups of about this size and silver reads in splits of it.
-# A split cannot cut a row group, and with Parquet's 128 MB default each bronze file of
-# 10k patients' Observations was one row group: silver read them in three tasks (70, 70
-# and 32 MB), so one core idled through the last one. Splits of this size make ~11
-# tasks that end within a short task of each other (silver's Observation step 18.1 ->
-# 16.2 s, 2 pairs).
+# A split cannot cut a row group, and with Parquet's 128 MB default a bronze file of
+# Observations was one row group: silver read them in a few uneven tasks, so one core
+# idled through the last one. Splits of this size make more tasks, which end within a
+# short task of each other.
 READ_SPLIT_BYTES = 16 * 2**20
 
 # Settings that only make sense when we launch the JVM ourselves (local mode).
@@ -41,11 +40,11 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.shuffle.partitions": "4",
     # Delta rebuilds table state with 50 tasks by default, which dominates small jobs.
     "spark.databricks.delta.snapshotPartitions": "2",
-    # The per-commit checksum file costs a full state reconstruction (~2 s a commit
-    # here) and is only an optional consistency check.
+    # The per-commit checksum file costs a full state reconstruction per commit and is
+    # only an optional consistency check.
     "spark.databricks.delta.writeChecksumFile.enabled": "false",
-    # VACUUM lists a table's files with this many tasks (default 10,000): ~25 s per
-    # table on two cores, however small the table.
+    # VACUUM lists a table's files with this many tasks (default 10,000): far too many
+    # for two cores, however small the table.
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "8",
     "spark.ui.showConsoleProgress": "false",
     # Compiled query code is reused when a query comes again (a warm job server, a test
@@ -64,8 +63,7 @@ SESSION_DEFAULTS: dict[str, str] = {
     # MERGE clusters its output by partition value, as partitioned() does for writes.
     "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "true",
     # Timestamps as Parquet INT64 microseconds, not the legacy INT96 (Julian day +
-    # nanoseconds, dictionary-encoded as 12-byte arrays): writing silver's 851k
-    # Observation rows took 4.3 -> 3.4 s (median of 6, 2 processes each).
+    # nanoseconds, dictionary-encoded as 12-byte arrays): faster to write.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
 
@@ -76,9 +74,8 @@ def without_parquet_dictionary(columns: Iterable[str]) -> dict[str, str]:
     For columns that hold a new value in nearly every row (raw JSON, content hashes,
     row ids): Parquet starts each row group's column with a dictionary, hashing every
     value into it, and only falls back to plain encoding once that dictionary passes
-    1 MB, so their files come out the same size either way. Measured at 10k patients:
-    bronze 46.9 -> 44.2 s (3 and 2 alternating runs), silver's Observation table
-    16.3 -> 15.0 s (2 pairs).
+    1 MB, so their files come out the same size either way and the hashing is wasted
+    work.
     """
     return {f"spark.hadoop.parquet.enable.dictionary#{column}": "false" for column in columns}
 

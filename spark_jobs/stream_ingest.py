@@ -68,9 +68,9 @@ EVENTHUB_SECRET_ENV = "FHIR_EVENTHUB_CONNECTION_STRING"
 
 # Delta writes a checkpoint synchronously after every delta.checkpointInterval-th commit
 # of a table (default 10). A micro-batch commits fhir_raw, a typed table and ingest_runs,
-# so with a 1 s trigger all three checkpointed every ~10 batches, mostly in the same
-# batch, which then took ~6 s instead of ~3 s: that batch was the latency p95 (measured,
-# bench/stream_latency.py). At 100, readers replay at most 100 small JSON commits.
+# so all three checkpointed every ~10 batches, mostly in the same batch, which then was
+# the slowest and set the stream's latency p95. At 100, readers replay at most 100 small
+# JSON commits.
 CHECKPOINT_INTERVAL = "delta.checkpointInterval"
 STREAM_CHECKPOINT_INTERVAL = 100
 
@@ -129,8 +129,8 @@ def kafka_lines(spark: SparkSession, args: argparse.Namespace) -> DataFrame:
 
 def stream_records(lines: DataFrame) -> DataFrame:
     """Source lines -> classified records (spark_jobs.bronze_ingest). start() applies it
-    once to the streaming frame: rebuilding this plan in every micro-batch took
-    ~4,400 Py4J calls, 0.6 s of each batch (measured)."""
+    once to the streaming frame: rebuilding this plan in every micro-batch takes
+    thousands of Py4J calls, a noticeable share of each batch."""
     return classified_records(lines_to_documents(lines))
 
 
@@ -159,9 +159,9 @@ def write_batch(records: DataFrame, batch_id: int, lakehouse: str, query_name: s
 
     fhir_raw is committed first, since its commit is what makes a record visible
     downstream; then only the typed and quarantine tables that get rows, then the
-    ingest_runs row. Each Delta append costs ~0.3-0.5 s even for five rows
-    (measured on 2 cores), so skipping the empty ones is most of a batch's time:
-    a warm one-type batch went from 5.9 s (nine appends) to 2.8 s (three).
+    ingest_runs row. Each Delta append has a fixed cost even for five rows, so the
+    appends are most of a small batch's time and skipping the empty ones saves most
+    of it.
     """
     spark = records.sparkSession
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)

@@ -285,8 +285,8 @@ def feature_importances(model: PipelineModel, features: list[str]) -> dict[str, 
 
 def serving_requirements() -> list[str]:
     """The logged model's pip requirements, pinned to what trained it: what MLflow would
-    infer, without its inference, which loads the model in a second Spark driver (~18 s
-    a model on two cores)."""
+    infer, without its inference, which loads the model in a second Spark driver (a slow
+    start, paid for every model)."""
     return [f"{package}=={version(package)}" for package in SERVING_PACKAGES]
 
 

@@ -78,7 +78,7 @@ class _PartFile:
         self._raw = open(path, "wb")  # noqa: SIM115 - closed in close()
         if compress:
             # mtime=0 and no file name keep gzip output byte-for-byte reproducible. Level 1 is
-            # ~4x faster than 6 on this JSON and still shrinks it ~13x.
+            # much faster than 6 on this JSON and still shrinks it well.
             target = gzip_format.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=1)
         else:
             target = self._raw

@@ -60,7 +60,7 @@ def keyed_draws(seed: int, patient: int, kind: int, index: int) -> tuple[int, fl
     """128 random bits and two uniforms for a key, without seeding a Mersenne Twister.
 
     Used for the many one-resource events (pharmacy fills), where seeding
-    random.Random (~4 us) would cost as much as building the resource.
+    random.Random would cost as much as building the resource.
     """
     digest = hashlib.blake2b(
         stream_key(seed, patient, kind, index).to_bytes(24, "little"), digest_size=32
