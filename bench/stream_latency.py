@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pyarrow.parquet as pq
+from fhir_pipeline import config, streaming
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -70,24 +71,20 @@ def main(argv: list[str] | None = None) -> dict:
     landing, lakehouse, state = root / "landing", root / "lakehouse", root / "state"
     (landing / "stream").mkdir(parents=True)
     state.mkdir()
-    status_file = state / "status.json"
-    command = [
-        sys.executable,
-        "-m",
-        "spark_jobs.stream_ingest",
-        "--source",
-        "files",
-        "--landing",
-        str(landing),
-        "--lakehouse",
-        str(lakehouse),
-        "--checkpoint",
-        str(lakehouse / "_checkpoints" / "stream_ingest"),
-        "--status-file",
-        str(status_file),
-        "--trigger-seconds",
-        str(args.trigger_seconds),
-    ]
+    # The command line the stream supervisor runs, from the same settings.
+    os.environ.update(
+        {
+            "FHIR_LANDING_URI": str(landing),
+            "FHIR_LAKEHOUSE_URI": str(lakehouse),
+            "FHIR__STREAMING__SOURCE": "files",
+            "FHIR__STREAMING__STATE_DIR": str(state),
+            "FHIR__STREAMING__TRIGGER_SECONDS": str(args.trigger_seconds),
+        }
+    )
+    config.settings.cache_clear()
+    paths = streaming.stream_paths()
+    status_file = paths.status_file
+    command = [sys.executable, "-m", "spark_jobs.stream_ingest", *streaming.job_arguments(paths)]
     log_path = state / "stream_ingest.log"
     with open(log_path, "w") as log:
         job = subprocess.Popen(

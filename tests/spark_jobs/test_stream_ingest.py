@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from delta.tables import DeltaTable
+from fhir_pipeline import config, streaming
 from pyspark.sql import functions as F
 
 from spark_jobs import bronze_ingest, stream_ingest
@@ -42,27 +43,26 @@ def row_count(spark, path: Path) -> int:
 
 
 @pytest.fixture
-def running_stream(spark, tmp_path):
+def running_stream(spark, tmp_path, monkeypatch):
+    """The job started in this session with the arguments the supervisor gives it."""
     landing, lakehouse = tmp_path / "landing", tmp_path / "lakehouse"
     (landing / "stream").mkdir(parents=True)
+    settings = {
+        "FHIR_LANDING_URI": str(landing),
+        "FHIR_LAKEHOUSE_URI": str(lakehouse),
+        "FHIR__STREAMING__SOURCE": "files",
+        "FHIR__STREAMING__STATE_DIR": str(tmp_path / "state"),
+        "FHIR__STREAMING__TRIGGER_SECONDS": "0.5",
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    config.settings.cache_clear()
+    paths = streaming.stream_paths()
+    paths.state_dir.mkdir()
     args = stream_ingest.parse_args(
-        [
-            "--source",
-            "files",
-            "--landing",
-            str(landing),
-            "--lakehouse",
-            str(lakehouse),
-            "--checkpoint",
-            str(tmp_path / "checkpoint"),
-            "--status-file",
-            str(tmp_path / "status.json"),
-            "--trigger-seconds",
-            "0.5",
-            "--query-name",
-            f"test_stream_{tmp_path.name}",
-        ]
+        [*streaming.job_arguments(paths), "--query-name", f"test_stream_{tmp_path.name}"]
     )
+    config.settings.cache_clear()
     query = stream_ingest.start(spark, args)
     yield landing, lakehouse, args, query
     query.stop()
