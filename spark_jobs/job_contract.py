@@ -57,6 +57,9 @@ JVM_OPTIONS = (
     f"-XX:CompileCommand=MaxNodeLimit,*GeneratedIteratorForCodegenStage*.*,{GENERATED_CODE_NODE_LIMIT}"
 )
 DRIVER_JAVA_OPTIONS = f"-Dlog4j2.level=WARN {JVM_OPTIONS}"
+# With a local master the driver does all the work, and Spark's 1 GiB default is less
+# than the jobs are tested and benchmarked with. Only the launcher can set it.
+DRIVER_MEMORY = "2g"
 
 
 def delta_jars(jars_dir: Path | None = None) -> list[str]:

@@ -19,6 +19,7 @@ from pyspark.sql import SparkSession
 from spark_jobs.job_contract import (
     DEFAULT_JARS_DIR,
     DRIVER_JAVA_OPTIONS,
+    DRIVER_MEMORY,
     class_archive_option,
     delta_jars,
 )
@@ -33,7 +34,7 @@ READ_SPLIT_BYTES = 16 * 2**20
 # Settings that only make sense when we launch the JVM ourselves (local mode).
 LOCAL_DEFAULTS: dict[str, str] = {
     "spark.master": "local[2]",
-    "spark.driver.memory": "2g",
+    "spark.driver.memory": DRIVER_MEMORY,
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     # Two cores: a handful of partitions beats Spark's default 200 tasks per shuffle.

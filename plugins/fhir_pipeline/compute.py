@@ -37,6 +37,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from fhir_pipeline.config import REPO_ROOT, settings
 from fhir_pipeline.provider_internals import spark_submit_exit_status
 from spark_jobs.job_contract import (
+    DRIVER_MEMORY,
     EXIT_PERMANENT,
     EXIT_SKIPPED,
     JVM_OPTIONS,
@@ -77,10 +78,11 @@ def exit_outcome(job: str, status: int | None) -> Exception | None:
 
 
 def spark_submit_conf() -> dict[str, str]:
-    """compute.spark_conf, plus, when the config sets no driver JVM options, the
-    JVM options the jobs are tuned for and the driver's class archive if `make setup`
-    recorded one (a driver that cannot find or use the archive starts normally)."""
-    conf = dict(settings()["compute"]["spark_conf"])
+    """compute.spark_conf over the driver memory the jobs are tested with, plus, when the
+    config sets no driver JVM options, the JVM options the jobs are tuned for and the
+    driver's class archive if `make setup` recorded one (a driver that cannot find or
+    use the archive starts normally)."""
+    conf = {"spark.driver.memory": DRIVER_MEMORY, **settings()["compute"]["spark_conf"]}
     if "spark.driver.extraJavaOptions" not in conf:
         conf["spark.driver.extraJavaOptions"] = " ".join(filter(None, [JVM_OPTIONS, class_archive_option()]))
     return conf
