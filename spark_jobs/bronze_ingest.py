@@ -35,6 +35,7 @@ from pyspark.sql import types as T
 from spark_jobs import codesets, fhir_json, fhir_schemas
 from spark_jobs.lakehouse import (
     PermanentJobError,
+    append,
     configure_logging,
     overwrite_slice,
     read_table,
@@ -569,7 +570,7 @@ def _previous_run_fingerprint(spark: SparkSession, runs_path: str, run_date: dt.
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> dict:
-    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    started = utc_now()
     run_id = args.run_id or f"manual__{started.isoformat(timespec='seconds')}"
     folder = landing_folder(args.landing, args.run_date, args.landing_prefix)
     files = list_landing_files(spark, folder)
@@ -691,24 +692,54 @@ RUN_LOG_SCHEMA = T.StructType(
 )
 
 
+@dataclass(frozen=True)
+class RunLogRecord:
+    """One row of bronze/ingest_runs (RUN_LOG_SCHEMA), from a batch run or a stream's
+    micro-batch."""
+
+    run_date: dt.date
+    run_id: str
+    status: str  # ingested | unchanged (batch), streamed (stream)
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    landing_fingerprint: str | None  # a stream's: its query name
+    files: int
+    bytes: int
+    records_read: int | None = None
+    ingested: int | None = None
+    quarantined: int | None = None
+    ingested_by_type: dict[str, int] | None = None
+    quarantined_by_reason: dict[str, int] | None = None
+
+    def frame(self, spark: SparkSession) -> DataFrame:
+        return spark.createDataFrame(
+            [tuple(getattr(self, f.name) for f in RUN_LOG_SCHEMA.fields)], RUN_LOG_SCHEMA
+        )
+
+
+def utc_now() -> dt.datetime:
+    """Now, as the naive UTC timestamp the tables hold."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
 def _append_run_log(spark, path, args, run_id, started, fingerprint, files, counts, status) -> None:
     counts = counts or {}
-    row = (
-        args.run_date,
-        run_id,
-        status,
-        started,
-        dt.datetime.now(dt.UTC).replace(tzinfo=None),
-        fingerprint,
-        len(files),
-        sum(f.size for f in files),
-        counts.get("read"),
-        counts.get("ingested"),
-        counts.get("quarantined"),
-        counts.get("ingested_by_type"),
-        counts.get("quarantined_by_reason"),
+    record = RunLogRecord(
+        run_date=args.run_date,
+        run_id=run_id,
+        status=status,
+        started_at=started,
+        finished_at=utc_now(),
+        landing_fingerprint=fingerprint,
+        files=len(files),
+        bytes=sum(f.size for f in files),
+        records_read=counts.get("read"),
+        ingested=counts.get("ingested"),
+        quarantined=counts.get("quarantined"),
+        ingested_by_type=counts.get("ingested_by_type"),
+        quarantined_by_reason=counts.get("quarantined_by_reason"),
     )
-    spark.createDataFrame([row], RUN_LOG_SCHEMA).write.format("delta").mode("append").save(path)
+    append(record.frame(spark), path)
 
 
 # Session settings of the bronze job (the job server applies them to the job's session).

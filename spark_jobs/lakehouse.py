@@ -2,8 +2,9 @@
 
 Every table lives at `<lakehouse>/<layer>/<table>` (SPEC §4). Jobs write only
 through `create_table` (first write), `overwrite_slice` (replace one date's
-slice atomically) and `merge_by_key` (upsert/delete keyed rows in one atomic
-MERGE), so retries and backfills never duplicate rows.
+slice atomically), `merge_by_key` (upsert/delete keyed rows in one atomic
+MERGE) and `append` (log rows, and a stream's micro-batches, each once), so
+retries and backfills never duplicate rows.
 """
 
 from __future__ import annotations
@@ -153,6 +154,26 @@ def overwrite_slice(
     if stats_columns:
         writer = writer.option(STATS_COLUMNS_PROPERTY, ",".join(stats_columns))
     writer.mode("overwrite").option("replaceWhere", slice_condition).partitionBy(*partition_by).save(path)
+
+
+def append(
+    df: DataFrame,
+    path: str,
+    partition_by: Sequence[str] = (),
+    *,
+    once: tuple[str, int] | None = None,
+    properties: Mapping[str, str] | None = None,
+) -> None:
+    """Append `df` to the table at `path`, created by the first append with the table
+    `properties` given.
+
+    `once=(application id, version)`: Delta skips the append when that application has
+    already committed this version, so a replayed stream micro-batch lands once.
+    """
+    writer = df.write.format("delta").mode("append").partitionBy(*partition_by).options(**(properties or {}))
+    if once is not None:
+        writer = writer.option("txnAppId", once[0]).option("txnVersion", once[1])
+    writer.save(path)
 
 
 def run_concurrently(actions: Mapping[str, Callable[[], T]], max_workers: int = 3) -> dict[str, T]:

@@ -46,15 +46,18 @@ from spark_jobs.bronze_ingest import (
     STATS_COLUMNS,
     STREAM,
     TYPED_RAW_TABLES,
+    RunLogRecord,
     bronze_records,
     bronze_tables,
     classified_records,
     hadoop_uri,
     lines_to_documents,
+    utc_now,
 )
 from spark_jobs.lakehouse import (
     STATS_COLUMNS_PROPERTY,
     PermanentJobError,
+    append,
     configure_logging,
     run_job,
     table_exists,
@@ -138,7 +141,7 @@ def prepare_tables(spark: SparkSession, lakehouse: str) -> None:
     """Create, empty, the bronze tables that do not exist yet, and give every bronze table
     the stream appends to STREAM_CHECKPOINT_INTERVAL. A micro-batch appends only to the
     tables it has rows for, and silver reads every typed table from the start."""
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    now = utc_now()
     no_lines = spark.createDataFrame([], "value string, source_file string")
     tables = bronze_tables(bronze_records(stream_records(no_lines), now.date(), "create", now, STREAM))
     tables["ingest_runs"] = (spark.createDataFrame([], RUN_LOG_SCHEMA), [])
@@ -149,7 +152,7 @@ def prepare_tables(spark: SparkSession, lakehouse: str) -> None:
             properties = {CHECKPOINT_INTERVAL: interval}
             if table in STATS_COLUMNS:
                 properties[STATS_COLUMNS_PROPERTY] = ",".join(STATS_COLUMNS[table])
-            _append(rows, path, partition_by, properties)
+            append(rows, path, partition_by, properties=properties)
         elif DeltaTable.forPath(spark, path).detail().first().properties.get(CHECKPOINT_INTERVAL) != interval:
             spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{CHECKPOINT_INTERVAL}' = {interval})")
 
@@ -164,14 +167,14 @@ def write_batch(records: DataFrame, batch_id: int, lakehouse: str, query_name: s
     of it.
     """
     spark = records.sparkSession
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    now = utc_now()
     run_id = f"stream__{query_name}__{batch_id}"
     loaded = bronze_records(records, now.date(), run_id, now, STREAM).persist()
-    once = {"txnAppId": query_name, "txnVersion": batch_id}
+    once = (query_name, batch_id)
     try:
         tables = bronze_tables(loaded)
         fhir_raw, fhir_raw_partitions = tables.pop("fhir_raw")
-        _append(fhir_raw, table_path(lakehouse, "bronze", "fhir_raw"), fhir_raw_partitions, once)
+        append(fhir_raw, table_path(lakehouse, "bronze", "fhir_raw"), fhir_raw_partitions, once=once)
         counts = loaded.groupBy("resource_type", "reason").count().collect()
         by_type = {r.resource_type: r["count"] for r in counts if r.reason is None}
         by_reason = {r.reason: r["count"] for r in counts if r.reason is not None}
@@ -179,39 +182,27 @@ def write_batch(records: DataFrame, batch_id: int, lakehouse: str, query_name: s
         rows_for.update({table: by_type.get(kind, 0) for table, kind in TYPED_RAW_TABLES.items()})
         for table, (rows, partition_by) in tables.items():
             if rows_for[table]:
-                _append(rows, table_path(lakehouse, "bronze", table), partition_by, once)
+                append(rows, table_path(lakehouse, "bronze", table), partition_by, once=once)
     finally:
         loaded.unpersist()
     ingested, quarantined = sum(by_type.values()), sum(by_reason.values())
-    run_row = (
-        now.date(),
-        run_id,
-        "streamed",
-        now,
-        dt.datetime.now(dt.UTC).replace(tzinfo=None),
-        query_name,
-        0,
-        0,
-        ingested + quarantined,
-        ingested,
-        quarantined,
-        by_type,
-        by_reason,
+    record = RunLogRecord(
+        run_date=now.date(),
+        run_id=run_id,
+        status="streamed",
+        started_at=now,
+        finished_at=utc_now(),
+        landing_fingerprint=query_name,
+        files=0,
+        bytes=0,
+        records_read=ingested + quarantined,
+        ingested=ingested,
+        quarantined=quarantined,
+        ingested_by_type=by_type,
+        quarantined_by_reason=by_reason,
     )
-    _append(
-        spark.createDataFrame([run_row], RUN_LOG_SCHEMA),
-        table_path(lakehouse, "bronze", "ingest_runs"),
-        [],
-        once,
-    )
+    append(record.frame(spark), table_path(lakehouse, "bronze", "ingest_runs"), once=once)
     return {"batch_id": batch_id, "ingested": ingested, "quarantined": quarantined}
-
-
-def _append(df: DataFrame, path: str, partition_by: list[str], options: dict) -> None:
-    writer = df.write.format("delta").mode("append").partitionBy(*partition_by)
-    for key, value in options.items():
-        writer = writer.option(key, value)
-    writer.save(path)
 
 
 # --- Health ----------------------------------------------------------------------------
