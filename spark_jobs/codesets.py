@@ -166,5 +166,10 @@ def clinical_rules() -> dict[str, ClinicalRule]:
             limits.append(Limit(measure, comparisons[0], float(limit[comparisons[0]])))
         if not limits:
             raise ValueError(f"clinical_thresholds.json: rules.{name} has no limit")
-        rules[name] = ClinicalRule(name, tuple(limits), rule.get("window_days"))
+        window = rule.get("window_days")
+        if window is not None and (not isinstance(window, int) or window < 1):
+            raise ValueError(
+                f"clinical_thresholds.json: rules.{name}.window_days must be a whole number of days"
+            )
+        rules[name] = ClinicalRule(name, tuple(limits), window)
     return rules

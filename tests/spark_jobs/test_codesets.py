@@ -42,6 +42,29 @@ def test_thresholds_are_specs_at_their_boundaries(spark):
     assert codesets.clinical_rules()["diabetes"].window_days == 90
 
 
+@pytest.fixture
+def refused(tmp_path, monkeypatch):
+    """refused(change, error): the loader rejects clinical_thresholds.json after
+    `change(declared)` edits a copy of it, with an error matching `error`."""
+    include = tmp_path / "include"
+    shutil.copytree(INCLUDE / "codesets", include / "codesets")
+    path = include / "codesets" / "clinical_thresholds.json"
+    monkeypatch.setenv("FHIR_INCLUDE_DIR", str(include))
+
+    def check(change, error: str) -> None:
+        declared = json.loads((INCLUDE / "codesets" / "clinical_thresholds.json").read_text())
+        change(declared)
+        path.write_text(json.dumps(declared))
+        codesets.load.cache_clear()
+        codesets.clinical_rules.cache_clear()
+        with pytest.raises(ValueError, match=error):
+            codesets.clinical_rules()
+
+    yield check
+    codesets.load.cache_clear()
+    codesets.clinical_rules.cache_clear()
+
+
 @pytest.mark.parametrize(
     ("limit", "error"),
     [
@@ -50,19 +73,15 @@ def test_thresholds_are_specs_at_their_boundaries(spark):
         ({"measure": "glucose", "at_least": 126, "above": 125, "unit": "mg/dL"}, "needs exactly one of"),
     ],
 )
-def test_a_bad_threshold_is_refused_naming_where_it_is(tmp_path, monkeypatch, limit, error):
-    include = tmp_path / "include"
-    shutil.copytree(INCLUDE / "codesets", include / "codesets")
-    path = include / "codesets" / "clinical_thresholds.json"
-    declared = json.loads(path.read_text())
-    declared["rules"]["diabetes"]["any_of"][1] = limit
-    path.write_text(json.dumps(declared))
-    monkeypatch.setenv("FHIR_INCLUDE_DIR", str(include))
-    codesets.load.cache_clear()
-    codesets.clinical_rules.cache_clear()
-    try:
-        with pytest.raises(ValueError, match=r"rules\.diabetes\.any_of\[1\]: .*" + error.replace("(", r"\(")):
-            codesets.clinical_rules()
-    finally:
-        codesets.load.cache_clear()
-        codesets.clinical_rules.cache_clear()
+def test_a_bad_limit_is_refused_naming_where_it_is(refused, limit, error):
+    def change(declared):
+        declared["rules"]["diabetes"]["any_of"][1] = limit
+
+    refused(change, r"rules\.diabetes\.any_of\[1\]: .*" + error)
+
+
+def test_a_window_that_is_not_whole_days_is_refused(refused):
+    def change(declared):
+        declared["rules"]["hypertension"]["window_days"] = "30d"
+
+    refused(change, r"rules\.hypertension\.window_days must be a whole number")
