@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def fake_spark_submit(folder: Path, exit_code: int, argv_file: Path | None = None) -> str:
+    """A stand-in spark-submit binary in `folder` that exits `exit_code`, writing the
+    arguments it got as JSON to `argv_file` when given."""
+    script = folder / "spark-submit"
+    record = f"json.dump(sys.argv[1:], open({str(argv_file)!r}, 'w'))\n" if argv_file else ""
+    script.write_text(f"#!{sys.executable}\nimport json, sys\n{record}sys.exit({exit_code})\n")
+    script.chmod(0o755)
+    return str(script)
 
 
 def wait_for_port(port: int, timeout: float = 60.0) -> None:

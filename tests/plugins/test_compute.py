@@ -27,6 +27,7 @@ from fhir_pipeline.provider_internals import spark_submit_command
 from fhir_pipeline.tasks import retry_policy
 
 from spark_jobs.job_contract import JVM_OPTIONS, class_archive_option
+from tests.conftest import fake_spark_submit
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,13 +97,6 @@ def test_job_environment_carries_secrets_without_the_command_line(monkeypatch):
     assert "a-secret-that-must-not-leak-0123" not in str(redact("key=a-secret-that-must-not-leak-0123"))
 
 
-def _fake_spark_submit(tmp_path: Path, exit_code: int) -> str:
-    script = tmp_path / "spark-submit"
-    script.write_text(f'#!/bin/sh\necho "fake spark-submit $@"\nexit {exit_code}\n')
-    script.chmod(0o755)
-    return str(script)
-
-
 def test_a_job_rejecting_its_arguments_fails_permanently():
     """Real spark-submit, real job: argparse exits 2, so the task must not retry."""
     operator = SparkJobOperator(
@@ -115,14 +109,14 @@ def test_a_job_rejecting_its_arguments_fails_permanently():
 def test_a_job_with_nothing_to_do_skips_the_task(tmp_path):
     """Exit status 99 (spark_jobs.job_contract.EXIT_SKIPPED): skipped, not failed, no page."""
     operator = SparkJobOperator(task_id="train_models", job="train_models", job_args=[])
-    operator._spark_binary = _fake_spark_submit(tmp_path, exit_code=99)
+    operator._spark_binary = fake_spark_submit(tmp_path, exit_code=99)
     with pytest.raises(AirflowSkipException, match="train_models had nothing to do"):
         operator.execute(context={})
 
 
 def test_other_failures_stay_retryable(tmp_path):
     operator = SparkJobOperator(task_id="bronze_ingest", job="bronze_ingest", job_args=[])
-    operator._spark_binary = _fake_spark_submit(tmp_path, exit_code=1)
+    operator._spark_binary = fake_spark_submit(tmp_path, exit_code=1)
     with pytest.raises(AirflowException) as raised:
         operator.execute(context={})
     assert not isinstance(raised.value, PermanentJobFailure)
@@ -132,7 +126,7 @@ def test_spark_submit_starts_the_driver_from_the_class_archive(tmp_path):
     """The command the task runs carries compute.spark_conf plus the JVM options and the
     archive `make setup` recorded."""
     operator = SparkJobOperator(task_id="bronze_ingest", job="bronze_ingest", job_args=[])
-    operator._spark_binary = _fake_spark_submit(tmp_path, exit_code=1)
+    operator._spark_binary = fake_spark_submit(tmp_path, exit_code=1)
     with pytest.raises(AirflowException):
         operator.execute(context={})
     command = spark_submit_command(operator._hook, operator.application)

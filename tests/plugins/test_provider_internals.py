@@ -18,23 +18,20 @@ from fhir_pipeline.provider_internals import (
     spark_submit_exit_status,
 )
 
+from tests.conftest import fake_spark_submit
+
 
 def test_the_command_is_the_one_submit_runs_and_its_exit_status_is_read(tmp_path):
     recorded = tmp_path / "argv.json"
-    binary = tmp_path / "spark-submit"
-    binary.write_text(
-        f"#!/usr/bin/env python3\nimport json, sys\njson.dump(sys.argv[1:], open({str(recorded)!r}, 'w'))\n"
-        "sys.exit(3)\n"
-    )
-    binary.chmod(0o755)
+    binary = fake_spark_submit(tmp_path, exit_code=3, argv_file=recorded)
     hook = SparkSubmitHook(
-        conn_id="spark_default", spark_binary=str(binary), name="probe", application_args=["--flag", "x"]
+        conn_id="spark_default", spark_binary=binary, name="probe", application_args=["--flag", "x"]
     )
     assert spark_submit_exit_status(hook) is None  # not submitted yet
     command = spark_submit_command(hook, "/jobs/probe.py")
     with pytest.raises(AirflowException):
         hook.submit("/jobs/probe.py")
-    assert command[0] == str(binary)
+    assert command[0] == binary
     assert json.loads(recorded.read_text()) == command[1:]
     assert command[-3:] == ["/jobs/probe.py", "--flag", "x"]
     assert spark_submit_exit_status(hook) == 3

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import fake_spark_submit, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,16 +62,14 @@ PROBE = textwrap.dedent(
 
 @pytest.mark.parametrize("backend", ["spark_submit", "job_server"])
 def test_a_spark_task_imports_no_spark_mlflow_or_job_module(backend, tmp_path):
-    binary = tmp_path / "spark-submit"
-    binary.write_text("#!/bin/sh\nexit 0\n")
-    binary.chmod(0o755)
+    binary = fake_spark_submit(tmp_path, exit_code=0)
     port = free_port()
     env = {
         "FHIR__COMPUTE__BACKEND": backend,
         "FHIR__COMPUTE__JOB_SERVER_URL": f"http://127.0.0.1:{port}",
     }
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(binary), str(port), str(REPO / "dags")],
+        [sys.executable, "-c", PROBE, binary, str(port), str(REPO / "dags")],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
