@@ -71,9 +71,8 @@ def _kill_and_restart_mid_stream(spark, lakehouse, produce) -> list[dict]:
     wait_until(lambda: row_count(spark, fhir_raw) >= RECORDS, timeout=300, every=3)
     # A duplicate could only come from a batch planned before the kill and replayed
     # after it: once every planned batch has committed, none is left to land.
-    wait_until(
-        lambda: every_planned_batch_committed(lakehouse / "_checkpoints" / "stream_ingest"), timeout=60
-    )
+    checkpoint = Path(streaming.checkpoint_location())  # where the supervisor pointed the job
+    wait_until(lambda: every_planned_batch_committed(checkpoint), timeout=60)
     return [first, second]
 
 
