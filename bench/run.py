@@ -38,7 +38,7 @@ from pathlib import Path
 
 import psutil
 
-from spark_jobs.job_contract import JVM_OPTIONS
+from fhir_contract import JVM_OPTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"

@@ -29,7 +29,7 @@ unfinished `deadline_after_queued_minutes` after it was queued, or
 processes each day's landing folder into its partitions; running it again changes nothing.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param, task
 from fhir_pipeline.alerts import deadline_alerts
@@ -41,30 +41,29 @@ from fhir_pipeline.tasks import (
     default_task_args,
     gold_asset,
     landing_sensor,
-    timeout,
 )
 
-batch = settings()["batch"]
-views_folder = settings()["views"]["extra_folder"]
+batch = settings().batch
+views_folder = settings().views.extra_folder
 paths = storage()
 GOLD = gold_asset()
 
 with DAG(
     dag_id="fhir_batch_pipeline",
     doc_md=__doc__,
-    schedule=CronTriggerTimetable(batch["schedule"], timezone="UTC"),
-    start_date=datetime.fromisoformat(batch["start_date"]).replace(tzinfo=UTC),
+    schedule=CronTriggerTimetable(batch.schedule, timezone="UTC"),
+    start_date=batch.start_date,
     catchup=False,
-    max_active_runs=batch["max_active_runs"],
+    max_active_runs=batch.max_active_runs,
     tags=["fhir", "batch", "lakehouse"],
     default_args=default_task_args(),
     deadline=deadline_alerts(
-        after_queued=timedelta(minutes=batch["deadline_after_queued_minutes"]),
-        after_logical_date=timedelta(minutes=batch["deadline_after_logical_date_minutes"]),
+        after_queued=timedelta(minutes=batch.deadline_after_queued_minutes),
+        after_logical_date=timedelta(minutes=batch.deadline_after_logical_date_minutes),
     ),
     params={
         "lookback_days": Param(
-            batch["default_lookback_days"],
+            batch.default_lookback_days,
             type="integer",
             minimum=1,
             maximum=60,
@@ -97,48 +96,22 @@ with DAG(
 
     bronze = spark_job(
         "bronze_ingest",
-        "bronze_ingest",
-        [
-            "--landing",
-            paths.landing_uri,
-            "--lakehouse",
-            paths.lakehouse_uri,
-            "--run-date",
-            RUN_DATE,
-            "--run-id",
-            "{{ run_id }}",
-            "--landing-prefix",
-            LANDING_PREFIX,
-        ],
-        execution_timeout=timeout("bronze_ingest"),
+        landing=paths.landing_uri,
+        lakehouse=paths.lakehouse_uri,
+        run_date=RUN_DATE,
+        run_id="{{ run_id }}",
+        landing_prefix=LANDING_PREFIX,
         trigger_rule="none_failed_min_one_success",
     )
     silver = spark_job(
         "silver_normalize",
-        "silver_normalize",
-        [
-            "--lakehouse",
-            paths.lakehouse_uri,
-            "--run-date",
-            RUN_DATE,
-            "--lookback-days",
-            "{{ params.lookback_days }}",
-            *(["--views-folder", views_folder] if views_folder else []),
-        ],
-        execution_timeout=timeout("silver_normalize"),
+        lakehouse=paths.lakehouse_uri,
+        run_date=RUN_DATE,
+        lookback_days="{{ params.lookback_days }}",
+        views_folder=views_folder or None,
     )
-    gold = spark_job(
-        "gold_aggregate",
-        "gold_aggregate",
-        ["--lakehouse", paths.lakehouse_uri, "--as-of", RUN_DATE],
-        execution_timeout=timeout("gold_aggregate"),
-    )
-    quality = spark_job(
-        "quality_gate",
-        "quality_gate",
-        ["--lakehouse", paths.lakehouse_uri, "--run-date", RUN_DATE],
-        execution_timeout=timeout("quality_gate"),
-    )
+    gold = spark_job("gold_aggregate", lakehouse=paths.lakehouse_uri, as_of=RUN_DATE)
+    quality = spark_job("quality_gate", lakehouse=paths.lakehouse_uri, run_date=RUN_DATE)
 
     @task(outlets=[GOLD])
     def publish_gold(as_of: str, dag_run=None, outlet_events=None):

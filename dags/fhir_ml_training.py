@@ -17,68 +17,74 @@ UTC) on the newest gold:
    (skipped otherwise).
 3. **score_risk** - every champion's scores per patient into `gold/risk_scores`,
    also when training was skipped (skipped itself while no model has a champion).
-4. **page_stale_champions** - pages on-call once when a model that has a champion
-   went `ml.page_after_retrain_skips` training runs in a row without retraining.
+4. **page_stale_champions** - pages on-call with what train_models' summary
+   says: once when a model that has a champion went `ml.page_after_retrain_skips`
+   training runs in a row without retraining.
 
 **When it fails**: retries with capped exponential backoff, then pages on-call;
 a run unfinished `deadline_after_queued_minutes` after it was queued pages too.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, task
 from fhir_pipeline.alerts import deadline_alerts
 from fhir_pipeline.compute import spark_job
 from fhir_pipeline.config import settings, storage
-from fhir_pipeline.tasks import default_task_args, gold_asset, gold_event_as_of, timeout
+from fhir_pipeline.tasks import default_task_args, gold_asset, gold_event_as_of
 
-batch, ml = settings()["batch"], settings()["ml"]
+from fhir_contract import job_summary_path
+
+batch, ml = settings().batch, settings().ml
 paths = storage()
 AS_OF = "{{ gold_event_as_of(triggering_asset_events) }}"
+# Where train_models writes what on-call should hear (fhir_contract.job_summary_path).
+TRAINING_SUMMARY = "{{ job_summary_path(lakehouse, 'train_models', run_id) }}"
 
 with DAG(
     dag_id="fhir_ml_training",
     doc_md=__doc__,
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(ml["schedule"], timezone="UTC"), assets=[gold_asset()]
+        timetable=CronTriggerTimetable(ml.schedule, timezone="UTC"), assets=[gold_asset()]
     ),
-    start_date=datetime.fromisoformat(batch["start_date"]).replace(tzinfo=UTC),
+    start_date=batch.start_date,
     catchup=False,
     max_active_runs=1,
     tags=["fhir", "ml", "batch"],
     default_args=default_task_args(),
-    user_defined_macros={"gold_event_as_of": gold_event_as_of},
+    user_defined_macros={
+        "gold_event_as_of": gold_event_as_of,
+        "job_summary_path": job_summary_path,
+        "lakehouse": paths.lakehouse_uri,
+    },
     deadline=deadline_alerts(
-        after_queued=timedelta(minutes=batch["deadline_after_queued_minutes"]), after_logical_date=None
+        after_queued=timedelta(minutes=batch.deadline_after_queued_minutes), after_logical_date=None
     ),
 ):
     train = spark_job(
         "train_models",
-        "train_models",
-        ["--lakehouse", paths.lakehouse_uri, "--tracking-uri", paths.mlflow_tracking_uri, "--as-of", AS_OF],
-        execution_timeout=timeout("train_models"),
+        lakehouse=paths.lakehouse_uri,
+        tracking_uri=paths.mlflow_tracking_uri,
+        as_of=AS_OF,
+        page_after_retrain_skips=ml.page_after_retrain_skips,
+        summary_out=TRAINING_SUMMARY,
     )
-
     register_in_azure_ml = spark_job(
-        "register_in_azure_ml",
-        "azure_ml_deploy",
-        ["--tracking-uri", paths.mlflow_tracking_uri],
-        execution_timeout=timeout("azure_ml_deploy"),
+        "azure_ml_deploy", task_id="register_in_azure_ml", tracking_uri=paths.mlflow_tracking_uri
     )
-
     score = spark_job(
         "score_risk",
-        "score_risk",
-        ["--lakehouse", paths.lakehouse_uri, "--tracking-uri", paths.mlflow_tracking_uri, "--as-of", AS_OF],
-        execution_timeout=timeout("score_risk"),
+        lakehouse=paths.lakehouse_uri,
+        tracking_uri=paths.mlflow_tracking_uri,
+        as_of=AS_OF,
         trigger_rule="none_failed",
     )
 
     @task(trigger_rule="none_failed")
-    def page_stale_champions():
-        """Page once per episode for a champion that keeps going without retraining."""
-        from fhir_pipeline.retraining import page_stale_champions
+    def page_stale_champions(run_id=None):
+        """Page what train_models' summary says: a champion that keeps going without retraining."""
+        from fhir_pipeline.job_summaries import page_job_summary
 
-        return page_stale_champions(paths.mlflow_tracking_uri)
+        return page_job_summary("train_models", run_id)
 
     train >> [register_in_azure_ml, score, page_stale_champions()]

@@ -17,19 +17,19 @@ neither loses nor duplicates records. Its health is in `.local/stream/status.jso
 (`streaming.state_dir`), its log beside it.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG, task
 from fhir_pipeline.config import settings
 from fhir_pipeline.tasks import default_task_args
 
-streaming = settings()["streaming"]
+streaming = settings().streaming
 
 with DAG(
     dag_id="fhir_streaming_supervisor",
     doc_md=__doc__,
-    schedule=timedelta(minutes=streaming["schedule_minutes"]),
-    start_date=datetime.fromisoformat(settings()["batch"]["start_date"]).replace(tzinfo=UTC),
+    schedule=timedelta(minutes=streaming.schedule_minutes),
+    start_date=settings().batch.start_date,
     catchup=False,
     max_active_runs=1,
     tags=["fhir", "streaming"],

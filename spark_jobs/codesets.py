@@ -173,3 +173,11 @@ def clinical_rules() -> dict[str, ClinicalRule]:
             )
         rules[name] = ClinicalRule(name, tuple(limits), window)
     return rules
+
+
+def clinical_rule(name: str) -> ClinicalRule:
+    """One rule of include/codesets/clinical_thresholds.json, by name."""
+    rules = clinical_rules()
+    if name not in rules:
+        raise KeyError(f"clinical_thresholds.json has no rule {name!r}; its rules are {sorted(rules)}")
+    return rules[name]

@@ -10,7 +10,7 @@ SparkContext, its jars and its Hadoop credentials are shared):
     python -m spark_jobs.job_server --port 8998
 
 POST /jobs with {"job": "<spark_jobs module>", "args": [...]} streams the job's log
-lines as text and ends with the line `exit status: <n>`: 0, or job_contract's
+lines as text and ends with the line `exit status: <n>`: 0, or fhir_contract's
 EXIT_SKIPPED / EXIT_PERMANENT, or 1 for any other failure. A client that goes away
 interrupts its job. GET /health answers `ok`.
 
@@ -37,25 +37,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from pyspark.sql import SparkSession
 
-from spark_jobs.job_contract import EXIT_PERMANENT, SERVER_EXIT_STATUS_PREFIX
+from fhir_contract import BATCH_JOBS, EXIT_PERMANENT, SERVER_EXIT_STATUS_PREFIX
 from spark_jobs.lakehouse import configure_logging, job_exit_status
 from spark_jobs.session import build_spark_session
 
 log = logging.getLogger("fhir_job_server")
 
-# The jobs a task may run here (SPEC §4); the streaming job runs apart, supervised.
-JOBS = frozenset(
-    {
-        "bronze_ingest",
-        "silver_normalize",
-        "gold_aggregate",
-        "quality_gate",
-        "train_models",
-        "score_risk",
-        "maintenance",
-        "azure_ml_deploy",
-    }
-)
+# The jobs a task may run here: the streaming job runs apart, supervised.
+JOBS = BATCH_JOBS
 DEFAULT_PORT = 8998
 
 # Where the log records of the job running in this context go.

@@ -9,6 +9,7 @@ retries and backfills never duplicate rows.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -21,9 +22,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.job_contract import EXIT_PERMANENT, EXIT_SKIPPED
-
-LAYERS = ("bronze", "silver", "gold")
+from fhir_contract import EXIT_PERMANENT, EXIT_SKIPPED
 
 log = logging.getLogger("fhir_lakehouse")
 
@@ -40,12 +39,12 @@ class PermanentJobError(RuntimeError):
 
 class JobSkipped(Exception):
     """The job had nothing to do (no data yet, nothing new): not a failure. On Databricks
-    the class name is what the orchestrator reads in the run's error (job_contract)."""
+    the class name is what the orchestrator reads in the run's error (fhir_contract)."""
 
 
 def run_job(main: Callable[[], object]) -> None:
     """Entry point of a job: how it ends tells the orchestrator what happened
-    (spark_jobs/job_contract.py), with one clear line in the log."""
+    (fhir_contract.py), with one clear line in the log."""
     status = job_exit_status(main)
     if status:
         sys.exit(status)
@@ -76,10 +75,18 @@ def configure_logging() -> None:
     )
 
 
-def table_path(lakehouse: str, layer: str, table: str) -> str:
-    if layer not in LAYERS:
-        raise ValueError(f"unknown lakehouse layer {layer!r}; expected one of {LAYERS}")
-    return f"{lakehouse.rstrip('/')}/{layer}/{table}"
+def write_job_summary(spark: SparkSession, path: str, summary: dict) -> None:
+    """One small JSON file (fhir_contract.job_summary_path), on any file system the
+    lakehouse is on, replaced whole."""
+    jvm = spark.sparkContext._jvm
+    target = jvm.org.apache.hadoop.fs.Path(path)
+    fs = target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    stream = fs.create(target, True)
+    try:
+        stream.write(bytearray(json.dumps(summary, indent=1).encode()))
+    finally:
+        stream.close()
+    log.info("Job summary written to %s", path)
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:

@@ -19,7 +19,8 @@ import logging
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-from spark_jobs.lakehouse import LAYERS, configure_logging, run_job, table_exists, table_path
+from fhir_contract import LAYERS, table_path
+from spark_jobs.lakehouse import configure_logging, run_job, table_exists
 from spark_jobs.session import build_spark_session
 
 log = logging.getLogger("fhir_lakehouse.maintenance")
@@ -60,10 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, dict[str, int]]:
+def run(spark: SparkSession, *, lakehouse: str, retention_hours: int = 168) -> dict[str, dict[str, int]]:
+    """Compact (or Z-order) and vacuum every table of the lakehouse; files before and after."""
     report = {}
-    for layer, name in lakehouse_tables(spark, args.lakehouse):
-        path = table_path(args.lakehouse, layer, name)
+    for layer, name in lakehouse_tables(spark, lakehouse):
+        path = table_path(lakehouse, layer, name)
         before = file_count(spark, path)
         table = DeltaTable.forPath(spark, path)
         columns = Z_ORDER.get((layer, name))
@@ -71,7 +73,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, dict[str, in
             table.optimize().executeZOrderBy(*columns)
         else:
             table.optimize().executeCompaction()
-        table.vacuum(args.retention_hours)
+        table.vacuum(retention_hours)
         report[f"{layer}/{name}"] = {"files_before": before, "files_after": file_count(spark, path)}
         log.info(
             "%s/%s: %d -> %d files%s",
@@ -87,7 +89,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, dict[str, in
 def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> dict:
     configure_logging()
     args = parse_args(argv)
-    return run(spark or build_spark_session("fhir-lakehouse-maintenance"), args)
+    return run(spark or build_spark_session("fhir-lakehouse-maintenance"), **vars(args))
 
 
 if __name__ == "__main__":

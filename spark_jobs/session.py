@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
-from spark_jobs.job_contract import (
+from fhir_contract import (
     DEFAULT_JARS_DIR,
     DRIVER_JAVA_OPTIONS,
     DRIVER_MEMORY,

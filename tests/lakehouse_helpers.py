@@ -6,7 +6,8 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
-from spark_jobs import bronze_ingest, silver_normalize
+from spark_jobs.bronze import job as bronze
+from spark_jobs.silver import job as silver
 
 TEST_PHI_KEY = b"test-phi-key-not-a-secret-0123456789"
 
@@ -23,21 +24,15 @@ def landing_with(root: Path, run_date: dt.date, *sources: Path) -> Path:
     return root
 
 
-def ingest(spark, landing: Path, lakehouse: Path, run_date: dt.date = RUN_DATE, *extra: str) -> dict:
-    args = bronze_ingest.parse_args(
-        [
-            "--landing",
-            str(landing),
-            "--lakehouse",
-            str(lakehouse),
-            "--run-date",
-            run_date.isoformat(),
-            "--run-id",
-            f"test__{run_date}",
-            *extra,
-        ]
+def ingest(spark, landing: Path, lakehouse: Path, run_date: dt.date = RUN_DATE, **options) -> dict:
+    return bronze.run(
+        spark,
+        landing=str(landing),
+        lakehouse=str(lakehouse),
+        run_date=run_date,
+        run_id=f"test__{run_date}",
+        **options,
     )
-    return bronze_ingest.run(spark, args)
 
 
 def normalize(
@@ -47,15 +42,11 @@ def normalize(
     lookback_days: int = 1,
     views_folder: str | None = None,
 ) -> dict:
-    args = silver_normalize.parse_args(
-        [
-            "--lakehouse",
-            str(lakehouse),
-            "--run-date",
-            run_date.isoformat(),
-            "--lookback-days",
-            str(lookback_days),
-            *(["--views-folder", views_folder] if views_folder else []),
-        ]
+    return silver.run(
+        spark,
+        lakehouse=str(lakehouse),
+        run_date=run_date,
+        phi_key=TEST_PHI_KEY,
+        lookback_days=lookback_days,
+        views_folder=views_folder,
     )
-    return silver_normalize.run(spark, args, TEST_PHI_KEY)

@@ -91,7 +91,7 @@ def problems_in(airflow: AirflowClient, runs: dict[str, list[dict]]) -> list[str
 
 def run_demo(airflow: AirflowClient, *, patients: int, seed: int, timeout: float) -> tuple[dict, list[str]]:
     """Land a day of data, unpause, follow the runs; (runs by DAG, problems)."""
-    tick = latest_tick(settings()["batch"]["schedule"], dt.datetime.now(dt.UTC))
+    tick = latest_tick(settings().batch.schedule, dt.datetime.now(dt.UTC))
     landing = Path(storage().landing_uri) / "daily_extract" / tick.date().isoformat()
     if not landing.exists():
         print(f"Writing {patients} synthetic patients to {landing}", flush=True)

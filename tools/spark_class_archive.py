@@ -30,10 +30,12 @@ from pathlib import Path
 
 from pyspark import SparkContext
 
-from spark_jobs import bronze_ingest, gold_aggregate, silver_normalize
-from spark_jobs.job_contract import CLASS_ARCHIVE, DRIVER_JAVA_OPTIONS
+from fhir_contract import CLASS_ARCHIVE, DRIVER_JAVA_OPTIONS
+from spark_jobs.bronze import job as bronze
+from spark_jobs.gold import job as gold
 from spark_jobs.lakehouse import configure_logging
 from spark_jobs.session import build_spark_session
+from spark_jobs.silver import job as silver
 from tools.fhir_generator import generate
 
 log = logging.getLogger("fhir_lakehouse.class_archive")
@@ -46,17 +48,10 @@ def run_pipeline(root: Path, patients: int) -> None:
     spark = build_spark_session("spark-class-archive")
     landing, lakehouse, day = root / "landing", str(root / "lakehouse"), RUN_DATE.isoformat()
     generate(patients=patients, seed=7, out=landing, date=day, progress=False)
-    bronze_ingest.run(
-        spark,
-        bronze_ingest.parse_args(["--landing", str(landing), "--lakehouse", lakehouse, "--run-date", day]),
-    )
+    bronze.run(spark, landing=str(landing), lakehouse=lakehouse, run_date=RUN_DATE)
     # A throwaway key: nothing recorded here is kept but the JVM's classes.
-    silver_normalize.run(
-        spark,
-        silver_normalize.parse_args(["--lakehouse", lakehouse, "--run-date", day]),
-        secrets.token_bytes(32),
-    )
-    gold_aggregate.run(spark, gold_aggregate.parse_args(["--lakehouse", lakehouse, "--as-of", day]))
+    silver.run(spark, lakehouse=lakehouse, run_date=RUN_DATE, phi_key=secrets.token_bytes(32))
+    gold.run(spark, lakehouse=lakehouse, as_of=RUN_DATE)
 
 
 def stop_jvm(timeout_seconds: float = 300) -> None:

@@ -61,16 +61,16 @@ def _api_base_url() -> str:
 
 def log_path() -> Path:
     """The log channel's JSON-lines file: alerts.log_path, relative to the repository root."""
-    path = Path(settings()["alerts"]["log_path"])
+    path = Path(settings().alerts.log_path)
     return path if path.is_absolute() else REPO_ROOT / path
 
 
 def channel_connections() -> dict[str, str]:
     """The connection id of every configured channel that needs one."""
-    alerts = settings()["alerts"]
+    alerts = settings().alerts
     return {
-        channel: alerts[CONNECTION_SETTINGS[channel]]
-        for channel in alerts["channels"]
+        channel: getattr(alerts, CONNECTION_SETTINGS[channel])
+        for channel in alerts.channels
         if channel in CONNECTION_SETTINGS
     }
 
@@ -80,9 +80,9 @@ def notifier_specs(
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """(channel, notifier class path, keyword arguments) for every configured channel,
     or for `channels`. `kind` (task_failed, deadline_missed, page) labels the log channel's record."""
-    alerts = settings()["alerts"]
+    alerts = settings().alerts
     specs = []
-    for channel in alerts["channels"] if channels is None else channels:
+    for channel in alerts.channels if channels is None else channels:
         if channel == "log":
             specs.append(
                 (
@@ -92,16 +92,14 @@ def notifier_specs(
                 )
             )
         elif channel == "slack":
-            specs.append(
-                (channel, SLACK, {"slack_webhook_conn_id": alerts["slack_conn_id"], "text": message})
-            )
+            specs.append((channel, SLACK, {"slack_webhook_conn_id": alerts.slack_conn_id, "text": message}))
         elif channel == "pagerduty":
             specs.append(
                 (
                     channel,
                     PAGERDUTY,
                     {
-                        "pagerduty_events_conn_id": alerts["pagerduty_conn_id"],
+                        "pagerduty_events_conn_id": alerts.pagerduty_conn_id,
                         "summary": message[:1024],  # Events v2 summary limit
                         "severity": "critical",
                         "source": "airflow-fhir-lakehouse",
@@ -117,8 +115,8 @@ def notifier_specs(
                     channel,
                     EMAIL,
                     {
-                        "smtp_conn_id": alerts["smtp_conn_id"],
-                        "to": alerts["email_to"],
+                        "smtp_conn_id": alerts.smtp_conn_id,
+                        "to": alerts.email_to,
                         "subject": subject,
                         "html_content": message,
                     },
@@ -302,9 +300,9 @@ def check_report() -> list[str]:
     connections = channel_connections()
     described = [
         f"log -> {log_path()}" if channel == "log" else f"{channel} ({connections[channel]})"
-        for channel in settings()["alerts"]["channels"]
+        for channel in settings().alerts.channels
     ]
-    fallback = "" if "log" in settings()["alerts"]["channels"] else f"; fallback log -> {log_path()}"
+    fallback = "" if "log" in settings().alerts.channels else f"; fallback log -> {log_path()}"
     return [f"alert channels OK: {', '.join(described)}{fallback}"]
 
 

@@ -14,7 +14,7 @@ databricks: DatabricksSubmitRunOperator (deferrable) with the job cluster from
 include/databricks/job_cluster.json and a spark_python_task with the same
 arguments; secrets come from the cluster's secret-scope environment.
 
-Both backends read a job's end the same way (spark_jobs/job_contract.py): a job
+Both backends read a job's end the same way (fhir_contract.py): a job
 that had nothing to do (JobSkipped) marks the task skipped, which pages nobody; a
 permanent failure (bad input or configuration) fails it at once, since retrying
 cannot fix it; any other failure retries per policy and then pages.
@@ -28,24 +28,27 @@ import os
 import sys
 import tempfile
 import zipfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from fhir_pipeline.config import REPO_ROOT, settings
-from fhir_pipeline.provider_internals import spark_submit_exit_status
-from spark_jobs.job_contract import (
+from fhir_contract import (
     DRIVER_MEMORY,
     EXIT_PERMANENT,
     EXIT_SKIPPED,
     JVM_OPTIONS,
     class_archive_option,
     delta_jars,
+    job_command_line,
 )
+from fhir_pipeline.config import REPO_ROOT, settings
+from fhir_pipeline.provider_internals import spark_submit_exit_status
 
 SPARK_JOBS = REPO_ROOT / "spark_jobs"
+CONTRACT = REPO_ROOT / "fhir_contract.py"
 # Environment the Spark job reads (see spark_jobs.phi and spark_jobs.session).
 SECRET_ENV = ("FHIR_PHI_HASH_KEY", "FHIR_AZURE_STORAGE_KEY")
 PASSED_ENV = (
@@ -82,25 +85,25 @@ def spark_submit_conf() -> dict[str, str]:
     config sets no driver JVM options, the JVM options the jobs are tuned for and the
     driver's class archive if `make setup` recorded one (a driver that cannot find or
     use the archive starts normally)."""
-    conf = {"spark.driver.memory": DRIVER_MEMORY, **settings()["compute"]["spark_conf"]}
+    conf = {"spark.driver.memory": DRIVER_MEMORY, **settings().compute.spark_conf}
     if "spark.driver.extraJavaOptions" not in conf:
         conf["spark.driver.extraJavaOptions"] = " ".join(filter(None, [JVM_OPTIONS, class_archive_option()]))
     return conf
 
 
 def package_spark_jobs() -> str:
-    """spark_jobs/ (with its subpackages) as a zip for --py-files, rebuilt only when
-    its sources change."""
-    sources = sorted(SPARK_JOBS.rglob("*.py"))
+    """spark_jobs/ (with its subpackages) and the job contract as a zip for --py-files,
+    rebuilt only when their sources change."""
+    sources = sorted([*SPARK_JOBS.rglob("*.py"), CONTRACT])
     digest = hashlib.sha256(
-        b"".join(p.relative_to(SPARK_JOBS).as_posix().encode() + p.read_bytes() for p in sources)
+        b"".join(p.relative_to(REPO_ROOT).as_posix().encode() + p.read_bytes() for p in sources)
     ).hexdigest()[:16]
     target = Path(tempfile.gettempdir()) / f"fhir_spark_jobs-{digest}.zip"
     if not target.exists():
         partial = target.with_suffix(f".{os.getpid()}.tmp")
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sources:
-                archive.write(path, f"spark_jobs/{path.relative_to(SPARK_JOBS).as_posix()}")
+                archive.write(path, path.relative_to(REPO_ROOT).as_posix())
         partial.replace(target)
     return str(target)
 
@@ -140,12 +143,12 @@ class SparkJobOperator(SparkSubmitOperator):
     """spark-submit of spark_jobs/<job>.py with the project's packaging and secrets."""
 
     def __init__(self, *, job: str, job_args: list[str], **kwargs: Any) -> None:
-        compute = settings()["compute"]
+        compute = settings().compute
         super().__init__(
             application=str(SPARK_JOBS / f"{job}.py"),
             application_args=job_args,
-            conn_id=compute["spark_conn_id"],
-            conf=dict(compute["spark_conf"]),
+            conn_id=compute.spark_conn_id,
+            conf=dict(compute.spark_conf),
             jars=spark_jars(),
             name=f"fhir-{job}",
             **kwargs,
@@ -169,8 +172,8 @@ class SparkJobOperator(SparkSubmitOperator):
 
 def databricks_run_json(job: str, job_args: list[str]) -> dict[str, Any]:
     """The Jobs API runs/submit payload for one job (tested as the exact JSON sent)."""
-    compute = settings()["compute"]
-    cluster = json.loads((REPO_ROOT / compute["databricks_cluster_spec"]).read_text())
+    compute = settings().compute
+    cluster = json.loads((REPO_ROOT / compute.databricks_cluster_spec).read_text())
     return {
         "run_name": f"fhir-{job}",
         "tasks": [
@@ -178,7 +181,7 @@ def databricks_run_json(job: str, job_args: list[str]) -> dict[str, Any]:
                 "task_key": job,
                 "new_cluster": cluster,
                 "spark_python_task": {
-                    "python_file": f"{compute['databricks_jobs_root'].rstrip('/')}/{job}.py",
+                    "python_file": f"{compute.databricks_jobs_root.rstrip('/')}/{job}.py",
                     "parameters": job_args,
                 },
                 "timeout_seconds": 0,
@@ -187,25 +190,32 @@ def databricks_run_json(job: str, job_args: list[str]) -> dict[str, Any]:
     }
 
 
-def spark_job(task_id: str, job: str, job_args: list[str], **kwargs: Any):
-    """A task running `spark_jobs/<job>.py` on the configured compute backend."""
-    compute = settings()["compute"]
-    if compute["backend"] == "databricks":
+def spark_job(job: str, *, task_id: str | None = None, trigger_rule: str | None = None, **arguments: Any):
+    """A task (named `task_id`, default the job's name) running `spark_jobs/<job>.py` on
+    the configured compute backend with `arguments` as its command line (see
+    fhir_contract.job_command_line; values may be Jinja templates), within the job's
+    timeout (`timeouts.<job>`)."""
+    compute = settings().compute
+    job_args = job_command_line(job, **arguments)
+    kwargs: dict[str, Any] = {
+        "task_id": task_id or job,
+        "execution_timeout": timedelta(minutes=settings().timeout_minutes(job)),
+    }
+    if trigger_rule:
+        kwargs["trigger_rule"] = trigger_rule
+    if compute.backend == "databricks":
         from fhir_pipeline.databricks_job import DatabricksJobOperator  # provider import: not at parse time
 
         return DatabricksJobOperator(
             job=job,
-            task_id=task_id,
             json=databricks_run_json(job, job_args),
-            databricks_conn_id=compute["databricks_conn_id"],
-            polling_period_seconds=compute["databricks_polling_seconds"],
+            databricks_conn_id=compute.databricks_conn_id,
+            polling_period_seconds=compute.databricks_polling_seconds,
             deferrable=True,
             **kwargs,
         )
-    if compute["backend"] == "job_server":
+    if compute.backend == "job_server":
         from fhir_pipeline.job_server_job import JobServerOperator
 
-        return JobServerOperator(
-            task_id=task_id, job=job, job_args=job_args, server_url=compute["job_server_url"], **kwargs
-        )
-    return SparkJobOperator(task_id=task_id, job=job, job_args=job_args, **kwargs)
+        return JobServerOperator(job=job, job_args=job_args, server_url=compute.job_server_url, **kwargs)
+    return SparkJobOperator(job=job, job_args=job_args, **kwargs)

@@ -9,8 +9,8 @@ from typing import Any
 from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
+from fhir_contract import PERMANENT_ERROR_PREFIX, SKIPPED_ERROR_PREFIX
 from fhir_pipeline.compute import permanent_failure
-from spark_jobs.job_contract import PERMANENT_ERROR_PREFIX, SKIPPED_ERROR_PREFIX
 
 
 class DatabricksJobOperator(DatabricksSubmitRunOperator):

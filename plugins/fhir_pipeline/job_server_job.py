@@ -13,8 +13,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
+from fhir_contract import SERVER_EXIT_STATUS_PREFIX
 from fhir_pipeline.compute import exit_outcome
-from spark_jobs.job_contract import SERVER_EXIT_STATUS_PREFIX
 
 
 def job_request(server_url: str, job: str, job_args: list[str]) -> urllib.request.Request:

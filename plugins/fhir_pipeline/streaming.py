@@ -62,7 +62,7 @@ class StreamPaths:
 
 
 def stream_paths() -> StreamPaths:
-    configured = settings()["streaming"]["state_dir"]
+    configured = settings().streaming.state_dir
     return StreamPaths(Path(configured) if configured else REPO_ROOT / ".local" / "stream")
 
 
@@ -71,10 +71,10 @@ def checkpoint_location() -> str:
 
 
 def job_arguments(paths: StreamPaths) -> list[str]:
-    streaming = settings()["streaming"]
+    streaming = settings().streaming
     args = [
         "--source",
-        streaming["source"],
+        streaming.source,
         "--lakehouse",
         storage().lakehouse_uri,
         "--checkpoint",
@@ -82,17 +82,17 @@ def job_arguments(paths: StreamPaths) -> list[str]:
         "--status-file",
         str(paths.status_file),
         "--trigger-seconds",
-        str(streaming["trigger_seconds"]),
+        str(streaming.trigger_seconds),
         "--max-files-per-trigger",
-        str(streaming["max_files_per_trigger"]),
+        str(streaming.max_files_per_trigger),
         "--max-records-per-trigger",
-        str(streaming["max_records_per_trigger"]),
+        str(streaming.max_records_per_trigger),
     ]
-    if streaming["source"] == "files":
+    if streaming.source == "files":
         args += ["--landing", storage().landing_uri]
     else:
-        args += ["--kafka-bootstrap", streaming["kafka_bootstrap"], "--kafka-topic", streaming["kafka_topic"]]
-        if streaming["kafka_sasl"]:
+        args += ["--kafka-bootstrap", streaming.kafka_bootstrap, "--kafka-topic", streaming.kafka_topic]
+        if streaming.kafka_sasl:
             args.append("--kafka-sasl")
     return args
 
@@ -106,18 +106,18 @@ class Health:
 
 def assess(status: dict | None, alive: bool, now: dt.datetime) -> Health:
     """What state the stream is in, from its status file and whether its process lives."""
-    streaming = settings()["streaming"]
+    streaming = settings().streaming
     if not alive:
         return Health(NOT_RUNNING, "the streaming job is not running", status)
     if status is None:
         return Health(HEALTHY, "started; no status yet", status)
     heartbeat = dt.datetime.fromisoformat(status["heartbeat"])
     silent = (now - heartbeat).total_seconds()
-    if silent > streaming["stale_after_minutes"] * 60:
+    if silent > streaming.stale_after_minutes * 60:
         return Health(STALLED, f"no progress or heartbeat for {silent / 60:.1f} minutes", status)
     backlog = status.get("backlog")
-    if backlog is not None and backlog > streaming["max_backlog_records"]:
-        return Health(LAGGING, f"backlog {backlog} records > {streaming['max_backlog_records']}", status)
+    if backlog is not None and backlog > streaming.max_backlog_records:
+        return Health(LAGGING, f"backlog {backlog} records > {streaming.max_backlog_records}", status)
     return Health(HEALTHY, f"batch {status.get('batch_id')} at {status.get('last_batch_time')}", status)
 
 
@@ -158,9 +158,9 @@ class LocalStream:
     def command(self) -> list[str]:
         from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 
-        compute = settings()["compute"]
+        compute = settings().compute
         hook = SparkSubmitHook(
-            conn_id=compute["spark_conn_id"],
+            conn_id=compute.spark_conn_id,
             conf=spark_submit_conf(),
             jars=spark_jars(),
             py_files=package_spark_jobs(),
@@ -200,9 +200,9 @@ class DatabricksStream:
     def __init__(self):
         from airflow.providers.databricks.hooks.databricks import DatabricksHook
 
-        compute, streaming = settings()["compute"], settings()["streaming"]
-        self.job_id = streaming["databricks_job_id"]
-        self.hook = DatabricksHook(databricks_conn_id=compute["databricks_conn_id"], retry_limit=3)
+        compute, streaming = settings().compute, settings().streaming
+        self.job_id = streaming.databricks_job_id
+        self.hook = DatabricksHook(databricks_conn_id=compute.databricks_conn_id, retry_limit=3)
 
     def active_runs(self) -> list[dict]:
         response = databricks_api_call(
@@ -225,11 +225,7 @@ class DatabricksStream:
 
 
 def stream_runner():
-    return (
-        DatabricksStream()
-        if settings()["compute"]["backend"] == "databricks"
-        else LocalStream(stream_paths())
-    )
+    return DatabricksStream() if settings().compute.backend == "databricks" else LocalStream(stream_paths())
 
 
 def _recent_restarts(paths: StreamPaths, now: dt.datetime) -> list[str]:
@@ -254,7 +250,7 @@ def supervise(now: dt.datetime | None = None, runner=None) -> dict[str, Any]:
         return {"state": health.state, "action": "paged", "detail": health.detail}
 
     recent = _recent_restarts(paths, now)
-    limit = settings()["streaming"]["max_restarts_per_hour"]
+    limit = settings().streaming.max_restarts_per_hour
     if len(recent) >= limit:
         page(
             "[FHIR stream] GIVING UP - streaming ingestion is down",

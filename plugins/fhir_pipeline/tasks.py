@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from fhir_contract import layer_path
 from fhir_pipeline.alerts import page_on_call
 from fhir_pipeline.compute import PermanentJobFailure
 from fhir_pipeline.config import ConfigError, settings, storage
@@ -22,8 +23,8 @@ LANDING_PREFIX = "{{ params.landing_prefix or ('daily_extract/' ~ " + _RUN_DAY +
 def gold_asset():
     from airflow.sdk import Asset
 
-    root = storage().lakehouse_uri.rstrip("/")
-    uri = f"{root}/gold" if "://" in root else f"file://{root}/gold"
+    gold = layer_path(storage().lakehouse_uri, "gold")
+    uri = gold if "://" in gold else f"file://{gold}"
     return Asset(name="fhir_gold", uri=uri)
 
 
@@ -40,8 +41,7 @@ def gold_event_as_of(triggering_asset_events) -> str:
 
 
 def timeout(task: str) -> timedelta:
-    minutes = settings()["timeouts"]
-    return timedelta(minutes=minutes.get(task, minutes["default"]))
+    return timedelta(minutes=settings().timeout_minutes(task))
 
 
 def retry_policy():
@@ -60,13 +60,13 @@ def retry_policy():
 
 
 def default_task_args() -> dict[str, Any]:
-    retries = settings()["retries"]
+    retries = settings().retries
     return {
-        "owner": settings()["owner"],
-        "retries": retries["retries"],
-        "retry_delay": timedelta(seconds=retries["retry_delay_seconds"]),
-        "retry_exponential_backoff": float(retries["backoff_multiplier"]),
-        "max_retry_delay": timedelta(minutes=retries["max_retry_delay_minutes"]),
+        "owner": settings().owner,
+        "retries": retries.retries,
+        "retry_delay": timedelta(seconds=retries.retry_delay_seconds),
+        "retry_exponential_backoff": float(retries.backoff_multiplier),
+        "max_retry_delay": timedelta(minutes=retries.max_retry_delay_minutes),
         "execution_timeout": timeout("default"),
         "retry_policy": retry_policy(),
         "on_failure_callback": page_on_call,
@@ -89,12 +89,12 @@ def azure_location(uri: str) -> tuple[str, str] | None:
 def landing_sensor(task_id: str, prefix: str):
     """Wait, deferred in the triggerer, for files under <landing>/<prefix>: a
     WasbPrefixSensor when the landing URI is Azure storage, else a folder sensor."""
-    landing = settings()["landing"]
+    landing = settings().landing
     common = {
         "task_id": task_id,
         "deferrable": True,
-        "poke_interval": landing["sensor_poke_seconds"],
-        "timeout": landing["sensor_timeout_minutes"] * 60,
+        "poke_interval": landing.sensor_poke_seconds,
+        "timeout": landing.sensor_timeout_minutes * 60,
         "execution_timeout": timeout("sensor"),
     }
     root = storage().landing_uri.rstrip("/")
@@ -106,9 +106,9 @@ def landing_sensor(task_id: str, prefix: str):
         return WasbPrefixSensor(
             container_name=container,
             prefix=f"{base}/{prefix}".lstrip("/"),
-            wasb_conn_id=landing["wasb_conn_id"],
+            wasb_conn_id=landing.wasb_conn_id,
             **common,
         )
     from airflow.providers.standard.sensors.filesystem import FileSensor
 
-    return FileSensor(filepath=f"{root}/{prefix}", fs_conn_id=landing["fs_conn_id"], recursive=True, **common)
+    return FileSensor(filepath=f"{root}/{prefix}", fs_conn_id=landing.fs_conn_id, recursive=True, **common)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_jobs.lakehouse import PermanentJobError, read_table, table_exists, table_path
+from fhir_contract import table_path
+from spark_jobs.lakehouse import PermanentJobError, read_table, table_exists
 
 
 def read_resources(spark: SparkSession, source: str, resource_type: str) -> tuple[DataFrame, bool]:
@@ -17,7 +18,7 @@ def read_resources(spark: SparkSession, source: str, resource_type: str) -> tupl
     folder reads its `*.ndjson` files, only `<Type>*.ndjson` when named by type (a
     FHIR bulk export's layout).
     """
-    from spark_jobs.silver_normalize import version_order
+    from spark_jobs.silver.changes import version_order
 
     raw = table_path(source.rstrip("/"), "bronze", "fhir_raw")
     if table_exists(spark, raw):

@@ -44,13 +44,13 @@ def test_every_dag_follows_the_policy(bag):
 
 
 def test_every_task_pages_on_call_and_has_capped_backoff(bag):
-    retries = settings()["retries"]
+    retries = settings().retries
     for dag in bag.dags.values():
         for task in dag.tasks:
             assert task.on_failure_callback == [page_on_call], (dag.dag_id, task.task_id)
-            assert task.retries == retries["retries"]
-            assert task.retry_exponential_backoff == retries["backoff_multiplier"]
-            assert task.max_retry_delay == timedelta(minutes=retries["max_retry_delay_minutes"])
+            assert task.retries == retries.retries
+            assert task.retry_exponential_backoff == retries.backoff_multiplier
+            assert task.max_retry_delay == timedelta(minutes=retries.max_retry_delay_minutes)
             assert task.has_retry_policy
 
 
@@ -60,10 +60,23 @@ def test_default_alert_channels_need_no_connection(monkeypatch):
         monkeypatch.delenv(name)
     settings.cache_clear()
     try:
-        assert settings()["alerts"]["channels"] == ["log"]
+        assert settings().alerts.channels == ["log"]
         assert missing_alert_connections() == []
     finally:
         settings.cache_clear()
+
+
+def test_a_bad_setting_fails_parsing_every_dag_with_its_message(monkeypatch):
+    monkeypatch.setenv("FHIR__COMPUTE__BACKEND", "emr")
+    settings.cache_clear()
+    try:
+        errors = DagBag(dag_folder=str(DAGS)).import_errors
+    finally:
+        settings.cache_clear()
+    assert {Path(path).stem for path in errors} == EXPECTED
+    for error in errors.values():
+        assert "compute.backend: Input should be 'spark_submit', 'job_server' or 'databricks'" in error
+        assert "FHIR__COMPUTE__BACKEND" in error
 
 
 def test_batch_pipeline_runs_the_layers_in_order(bag):
@@ -110,12 +123,12 @@ def test_batch_pipeline_trigger_form_is_typed_and_validated(bag):
 
 
 def test_deadlines_page_on_call(bag):
-    batch = settings()["batch"]
+    batch = settings().batch
     alerts = bag.dags["fhir_batch_pipeline"].deadline
     assert sorted(a.interval for a in alerts) == sorted(
         [
-            timedelta(minutes=batch["deadline_after_queued_minutes"]),
-            timedelta(minutes=batch["deadline_after_logical_date_minutes"]),
+            timedelta(minutes=batch.deadline_after_queued_minutes),
+            timedelta(minutes=batch.deadline_after_logical_date_minutes),
         ]
     )
     assert {a.callback.path for a in alerts} == {f"{page_deadline_missed.__module__}.page_deadline_missed"}
@@ -126,7 +139,7 @@ def test_deadlines_page_on_call(bag):
 def test_ml_training_runs_on_new_gold_data_and_weekly(bag):
     dag = bag.dags["fhir_ml_training"]
     assert "name='fhir_gold'" in repr(dag.timetable.asset_condition)
-    assert dag.timetable.timetable.expression == settings()["ml"]["schedule"]
+    assert dag.timetable.timetable.expression == settings().ml.schedule
     downstream = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
     assert downstream["train_models"] == ["page_stale_champions", "register_in_azure_ml", "score_risk"]
     # Scoring and the retraining page run also when training had nothing to do (skipped).

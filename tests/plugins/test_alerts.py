@@ -187,7 +187,7 @@ def assert_paged_to_log(record, caplog, kind, subject, fragment):
 
 
 def test_default_config_pages_a_failed_task_to_the_log_channel(pages_file, caplog):
-    assert config.settings()["alerts"]["channels"] == ["log"]
+    assert config.settings().alerts.channels == ["log"]
     caplog.set_level(logging.WARNING)
     alerts.page_on_call(failure_context())
 

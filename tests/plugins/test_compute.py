@@ -26,7 +26,7 @@ from fhir_pipeline.compute import PermanentJobFailure, SparkJobOperator, databri
 from fhir_pipeline.provider_internals import spark_submit_command
 from fhir_pipeline.tasks import retry_policy
 
-from spark_jobs.job_contract import JVM_OPTIONS, class_archive_option
+from fhir_contract import JVM_OPTIONS, class_archive_option
 from tests.conftest import fake_spark_submit
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,12 +45,12 @@ def use_settings(monkeypatch):
     config.settings.cache_clear()
 
 
-def test_spark_jobs_package_holds_every_job_module_and_subpackage():
+def test_spark_jobs_package_holds_every_job_module_subpackage_and_the_contract():
     archive = compute.package_spark_jobs()
     names = set(zipfile.ZipFile(archive).namelist())
-    sources = (REPO / "spark_jobs").rglob("*.py")
-    assert {f"spark_jobs/{p.relative_to(REPO / 'spark_jobs').as_posix()}" for p in sources} == names
-    assert {"spark_jobs/sof/__init__.py", "spark_jobs/sof/view.py"} <= names
+    sources = [*(REPO / "spark_jobs").rglob("*.py"), REPO / "fhir_contract.py"]
+    assert {p.relative_to(REPO).as_posix() for p in sources} == names
+    assert {"spark_jobs/sof/__init__.py", "spark_jobs/bronze/records.py", "fhir_contract.py"} <= names
     assert compute.package_spark_jobs() == archive  # rebuilt only when sources change
 
 
@@ -90,7 +90,7 @@ def test_job_environment_carries_secrets_without_the_command_line(monkeypatch):
     env = compute.job_environment()
     assert env["FHIR_PHI_HASH_KEY"] == "a-secret-that-must-not-leak-0123"
     assert env["FHIR_INCLUDE_DIR"] == str(REPO / "include")
-    operator = spark_job("bronze_ingest", "bronze_ingest", ["--run-date", "2026-11-20"])
+    operator = spark_job("bronze_ingest", run_date="2026-11-20")
     assert "a-secret" not in " ".join(operator.application_args)
     from airflow.sdk._shared.secrets_masker import redact
 
@@ -107,7 +107,7 @@ def test_a_job_rejecting_its_arguments_fails_permanently():
 
 
 def test_a_job_with_nothing_to_do_skips_the_task(tmp_path):
-    """Exit status 99 (spark_jobs.job_contract.EXIT_SKIPPED): skipped, not failed, no page."""
+    """Exit status 99 (fhir_contract.EXIT_SKIPPED): skipped, not failed, no page."""
     operator = SparkJobOperator(task_id="train_models", job="train_models", job_args=[])
     operator._spark_binary = fake_spark_submit(tmp_path, exit_code=99)
     with pytest.raises(AirflowSkipException, match="train_models had nothing to do"):
@@ -133,7 +133,7 @@ def test_spark_submit_starts_the_driver_from_the_class_archive(tmp_path):
     archive = class_archive_option()
     assert archive is not None, "`make setup` records .local/spark-classes.jsa"
     assert f"spark.driver.extraJavaOptions={JVM_OPTIONS} {archive}" in command
-    for key, value in config.settings()["compute"]["spark_conf"].items():
+    for key, value in config.settings().compute.spark_conf.items():
         assert f"{key}={value}" in command
 
 
@@ -147,9 +147,7 @@ def test_retry_policy_fails_permanent_errors_at_once():
 
 def test_databricks_backend_submits_the_exact_run_json(use_settings):
     use_settings(compute__backend="databricks")
-    operator = spark_job(
-        "silver_normalize", "silver_normalize", ["--lakehouse", "abfss://x", "--run-date", "{{ ds }}"]
-    )
+    operator = spark_job("silver_normalize", lakehouse="abfss://x", run_date="{{ ds }}")
     cluster = json.loads((REPO / "include" / "databricks" / "job_cluster.json").read_text())
     assert type(operator).__name__ == "DatabricksJobOperator"
     assert operator.deferrable
@@ -312,7 +310,7 @@ def _run_through_lifecycle(operator):
 
 
 def test_databricks_run_succeeds_through_pending_running_terminated(databricks):
-    operator = spark_job("silver_normalize", "silver_normalize", ["--run-date", "2026-11-20"])
+    operator = spark_job("silver_normalize", run_date="2026-11-20")
     context, resume, payload = _run_through_lifecycle(operator)
     resume(context, payload)  # no exception: success
     # On the wire the provider sends numbers as strings (num_workers "2"); the rest is ours as built.
@@ -331,7 +329,7 @@ def test_databricks_run_succeeds_through_pending_running_terminated(databricks):
 def _databricks_run(run_id: int):
     """The operator's run `run_id` through its life cycle: (resume, context, trigger payload)."""
     JobsApi.submitted.extend({} for _ in range(run_id - 101))  # earlier runs take the lower ids
-    operator = spark_job("silver_normalize", "silver_normalize", ["--run-date", "2026-11-20"])
+    operator = spark_job("silver_normalize", run_date="2026-11-20")
     context, resume, payload = _run_through_lifecycle(operator)
     assert JobsApi.seen_states[run_id][-1] == "TERMINATED"
     assert payload["errors"] == [

@@ -1,8 +1,10 @@
 """What an Airflow task process imports when a Spark job task runs, up to the launch
-of the job: neither pyspark nor MLflow nor the jobs' modules (they run in the Spark
-driver), only the dependency-free job contract. Each backend runs every Spark job task
-of every DAG in a fresh interpreter: spark-submit with a stand-in binary that exits
-0, the job server with a local stand-in that answers "exit status: 0"."""
+of the job: neither pyspark nor MLflow nor the jobs' package (they run in the Spark
+driver), only the dependency-free job contract (fhir_contract). Each backend runs every
+Spark job task of every DAG in a fresh interpreter: spark-submit with a stand-in binary
+that exits 0; the job server and the Databricks Jobs API with one local stand-in that
+answers "exit status: 0" to a job and PENDING to a submitted run, where the Databricks
+task defers to the triggerer."""
 
 from __future__ import annotations
 
@@ -24,49 +26,66 @@ PROBE = textwrap.dedent(
     import json, sys, threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    class JobServer(BaseHTTPRequestHandler):
+    class Backends(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
+        def _send(self, body):
             self.send_response(200)
             self.end_headers()
-            self.wfile.write(b"exit status: 0\\n")
+            self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), JobServer)
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path.endswith("/jobs/runs/submit"):
+                return self._send(b'{"run_id": 1}')
+            self._send(b"exit status: 0\\n")
+
+        def do_GET(self):
+            state = {"life_cycle_state": "PENDING", "state_message": ""}
+            self._send(json.dumps({"run_id": 1, "job_id": 7, "state": state, "run_page_url": "http://dbx/1"}).encode())
+
+    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), Backends)
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
     from airflow.models import DagBag
+    from airflow.sdk.exceptions import TaskDeferred
     from fhir_pipeline.compute import SparkJobOperator
+    from fhir_pipeline.databricks_job import DatabricksJobOperator
     from fhir_pipeline.job_server_job import JobServerOperator
+
+    class TaskInstance:
+        def xcom_push(self, key, value):
+            pass
 
     ran = []
     for dag in DagBag(dag_folder=sys.argv[3]).dags.values():
         for task in dag.tasks:
             if isinstance(task, SparkJobOperator):
                 task._spark_binary = sys.argv[1]
-            elif not isinstance(task, JobServerOperator):
+            elif not isinstance(task, (JobServerOperator, DatabricksJobOperator)):
                 continue
-            task.execute(context={})
+            try:
+                task.execute(context={"ti": TaskInstance()})
+            except TaskDeferred:
+                pass
             ran.append(f"{dag.dag_id}.{task.task_id}")
-    loaded = [
-        m for m in sys.modules
-        if m.split(".")[0] in ("pyspark", "mlflow", "py4j")
-        or (m.startswith("spark_jobs.") and m != "spark_jobs.job_contract")
-    ]
+    loaded = [m for m in sys.modules if m.split(".")[0] in ("pyspark", "mlflow", "py4j", "spark_jobs")]
     print(json.dumps({"ran": ran, "loaded": loaded}))
     """
 )
 
 
-@pytest.mark.parametrize("backend", ["spark_submit", "job_server"])
+@pytest.mark.parametrize("backend", ["spark_submit", "job_server", "databricks"])
 def test_a_spark_task_imports_no_spark_mlflow_or_job_module(backend, tmp_path):
     binary = fake_spark_submit(tmp_path, exit_code=0)
     port = free_port()
     env = {
         "FHIR__COMPUTE__BACKEND": backend,
         "FHIR__COMPUTE__JOB_SERVER_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW_CONN_DATABRICKS_DEFAULT": json.dumps(
+            {"conn_type": "databricks", "host": "127.0.0.1", "port": port, "schema": "http", "password": "t"}
+        ),
     }
     result = subprocess.run(
         [sys.executable, "-c", PROBE, binary, str(port), str(REPO / "dags")],

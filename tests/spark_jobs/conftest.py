@@ -27,7 +27,7 @@ def generated_lakehouse(spark, tmp_path_factory):
     """Generated patients (FHIR_TEST_PATIENTS, default 1500) through bronze, silver and gold."""
     import os
 
-    from spark_jobs import gold_aggregate
+    from spark_jobs.gold import job as gold_job
     from tools.fhir_generator import generate
 
     patients = int(os.environ.get("FHIR_TEST_PATIENTS", "1500"))
@@ -37,8 +37,5 @@ def generated_lakehouse(spark, tmp_path_factory):
     )
     ingest(spark, root / "landing", root / "lakehouse")
     normalize(spark, root / "lakehouse")
-    gold_aggregate.run(
-        spark,
-        gold_aggregate.parse_args(["--lakehouse", str(root / "lakehouse"), "--as-of", RUN_DATE.isoformat()]),
-    )
+    gold_job.run(spark, lakehouse=str(root / "lakehouse"), as_of=RUN_DATE)
     return root / "lakehouse", RUN_DATE

@@ -14,8 +14,9 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs import bronze_ingest
-from spark_jobs.bronze_ingest import LandingError
+from spark_jobs.bronze.landing import LandingError, hadoop_uri, list_landing_files, read_documents
+from spark_jobs.bronze.records import classified_records
+from spark_jobs.bronze.tables import STATS_COLUMNS, TYPED_RAW_TABLES
 from spark_jobs.lakehouse import STATS_COLUMNS_PROPERTY, read_table
 from spark_jobs.session import configure_azure_storage
 from tests.lakehouse_helpers import RUN_DATE, ingest
@@ -65,7 +66,7 @@ def test_sample_data_counts_reconcile_with_the_input(spark, samples_lakehouse):
     by_type = {r.resource_type: r["count"] for r in fhir_raw.groupBy("resource_type").count().collect()}
     assert by_type == dict(ingested)
     # The typed tables hold exactly their type's rows.
-    for table, resource_type in bronze_ingest.TYPED_RAW_TABLES.items():
+    for table, resource_type in TYPED_RAW_TABLES.items():
         assert read_table(spark, str(lakehouse / "bronze" / table)).count() == ingested[resource_type]
     # The fixture's run is the first: the rerun test appends its own to this lakehouse.
     first_run = read_table(spark, str(lakehouse / "bronze" / "ingest_runs")).orderBy("started_at").first()
@@ -162,8 +163,8 @@ def test_each_plan_branch_parses_the_envelope_once(spark, tmp_path):
     folder.mkdir(parents=True)
     (folder / "patients.ndjson").write_text(json.dumps({"resourceType": "Patient", "id": "p1"}) + "\n")
     (folder / "bundle.json").write_text(json.dumps({"resourceType": "Bundle", "type": "batch", "entry": []}))
-    files = bronze_ingest.list_landing_files(spark, str(folder))
-    records = bronze_ingest.classified_records(bronze_ingest.read_documents(spark, files))
+    files = list_landing_files(spark, str(folder))
+    records = classified_records(read_documents(spark, files))
 
     # A text scan lists the filters above it but evaluates none of them.
     parses = [
@@ -176,7 +177,7 @@ def test_bronze_tables_keep_statistics_only_on_audit_columns(spark, samples_lake
     _, lakehouse, _ = samples_lakehouse
     for table in ["fhir_raw", "observation_raw", "quarantine"]:
         path = lakehouse / "bronze" / table
-        expected = set(bronze_ingest.STATS_COLUMNS[table])
+        expected = set(STATS_COLUMNS[table])
         properties = DeltaTable.forPath(spark, str(path)).detail().first().properties
         assert set(properties[STATS_COLUMNS_PROPERTY].split(",")) == expected
         for commit in sorted((path / "_delta_log").glob("*.json")):
@@ -198,7 +199,7 @@ def test_rerun_is_a_no_op_and_forced_rerun_rewrites_the_same_rows(spark, samples
     for t in tables:
         assertDataFrameEqual(read_table(spark, str(lakehouse / "bronze" / t)), before[t])
 
-    forced = ingest(spark, landing, lakehouse, RUN_DATE, "--force")
+    forced = ingest(spark, landing, lakehouse, RUN_DATE, force=True)
     assert forced == first
     content = ["resource_type", "resource_id", "content_hash", "source_file", "bundle_entry_index"]
 
@@ -306,10 +307,8 @@ def test_landing_in_azure_blob_storage_ingests_the_same_records(spark, azurite, 
 
 
 def test_wasb_uris_are_read_through_abfs():
-    assert bronze_ingest.hadoop_uri("wasbs://c@acct.blob.core.windows.net/x/y") == (
+    assert hadoop_uri("wasbs://c@acct.blob.core.windows.net/x/y") == (
         "abfss://c@acct.dfs.core.windows.net/x/y"
     )
-    assert bronze_ingest.hadoop_uri("wasb://c@acct.blob.core.windows.net") == (
-        "abfs://c@acct.dfs.core.windows.net"
-    )
-    assert bronze_ingest.hadoop_uri("/local/landing") == "/local/landing"
+    assert hadoop_uri("wasb://c@acct.blob.core.windows.net") == ("abfs://c@acct.dfs.core.windows.net")
+    assert hadoop_uri("/local/landing") == "/local/landing"

@@ -17,10 +17,10 @@ INCLUDE = Path(__file__).resolve().parents[2] / "include"
 
 def rule_on(spark, rule: str, rows: list[tuple]) -> list[bool]:
     """The rule's verdict on each row of values, one column per measure of the rule."""
-    measures = codesets.clinical_rules()[rule].measures
+    measures = codesets.clinical_rule(rule).measures
     values = [tuple(None if v is None else float(v) for v in row) for row in rows]
     frame = spark.createDataFrame(values, ", ".join(f"{m} double" for m in measures))
-    return [r.met for r in frame.select(codesets.clinical_rules()[rule].met(F.col).alias("met")).collect()]
+    return [r.met for r in frame.select(codesets.clinical_rule(rule).met(F.col).alias("met")).collect()]
 
 
 def test_thresholds_are_specs_at_their_boundaries(spark):
@@ -38,8 +38,8 @@ def test_thresholds_are_specs_at_their_boundaries(spark):
     assert rule_on(spark, "diabetes", [(6.4, 125), (6.5, None), (None, 126)]) == [False, True, True]
     assert rule_on(spark, "high_ldl", [(159,), (160,)]) == [False, True]
     assert rule_on(spark, "high_total_cholesterol", [(239,), (240,)]) == [False, True]
-    assert codesets.clinical_rules()["hypertension"].window_days == 30
-    assert codesets.clinical_rules()["diabetes"].window_days == 90
+    assert codesets.clinical_rule("hypertension").window_days == 30
+    assert codesets.clinical_rule("diabetes").window_days == 90
 
 
 @pytest.fixture
@@ -85,3 +85,8 @@ def test_a_window_that_is_not_whole_days_is_refused(refused):
         declared["rules"]["hypertension"]["window_days"] = "30d"
 
     refused(change, r"rules\.hypertension\.window_days must be a whole number")
+
+
+def test_a_rule_the_file_lacks_is_named_with_the_rules_it_has():
+    with pytest.raises(KeyError, match=r"no rule 'obesity'; its rules are \[.*'diabetes'.*'hypertension'"):
+        codesets.clinical_rule("obesity")

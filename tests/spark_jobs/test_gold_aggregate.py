@@ -9,7 +9,15 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs import gold_aggregate as gold
+from spark_jobs import gold_aggregate
+from spark_jobs.gold import job as gold_job
+from spark_jobs.gold.adherence import medication_adherence_features
+from spark_jobs.gold.chronic import chronic_disease_features
+from spark_jobs.gold.feature_blocks import SPINE_BLOCKS, spine_features
+from spark_jobs.gold.inputs import usable_measurements
+from spark_jobs.gold.readmission import PRIOR_STAY_DEFAULTS, readmission_features
+from spark_jobs.gold.spine import FeatureBlock, as_of_spine
+from spark_jobs.gold.trends import daily_measures, lab_trends, vital_trends
 from spark_jobs.lakehouse import read_table
 
 AS_OF = dt.date(2026, 6, 30)
@@ -140,7 +148,7 @@ def test_windows_are_by_date_and_exclude_their_far_boundary(inputs):
             measurement("p1", "glucose", 1, 300),  # after the as-of date: never used
         ],
     )
-    [row] = gold.chronic_disease_features(AS_OF, **data).collect()
+    [row] = chronic_disease_features(AS_OF, **data).collect()
     assert row.avg_hba1c_90d == pytest.approx(6.1)
     assert row.avg_bp_systolic_30d == pytest.approx(130.0)
     assert row.avg_glucose_90d is None
@@ -176,7 +184,7 @@ def test_risk_flags_follow_the_spec(inputs, values, flags):
         patients=[("p1", "male", 50, AS_OF)],
         measurements=[measurement("p1", m, -5, v) for m, v in values.items()],
     )
-    [row] = gold.chronic_disease_features(AS_OF, **data).collect()
+    [row] = chronic_disease_features(AS_OF, **data).collect()
     assert (row.diabetes_risk_flag, row.hypertension_risk_flag, row.cvd_risk_flag) == flags
 
 
@@ -191,8 +199,8 @@ def test_daily_vital_trends_and_flags(inputs):
             measurement("p1", "heart_rate", 0, 70),
         ]
     )
-    daily = gold.daily_measures(data["measurements"])
-    rows = {r.observation_date: r for r in gold.vital_trends(daily, day(-10), AS_OF).collect()}
+    daily = daily_measures(data["measurements"])
+    rows = {r.observation_date: r for r in vital_trends(daily, day(-10), AS_OF).collect()}
     first = rows[day(-1)]
     assert (first.heart_rate_avg, first.heart_rate_min, first.heart_rate_max) == (102.5, 95.0, 110.0)
     assert (first.tachycardia_flag, first.hypoxia_flag, first.hypertension_flag) == (True, True, True)
@@ -209,8 +217,8 @@ def test_lab_trends_use_date_windows_and_count_days_since_abnormal(inputs, spark
             measurement("p1", "glucose", 0, 130),
         ]
     )
-    daily = gold.daily_measures(data["measurements"])
-    rows = {r.observation_date: r for r in gold.lab_trends(daily, day(-10), AS_OF).collect()}
+    daily = daily_measures(data["measurements"])
+    rows = {r.observation_date: r for r in lab_trends(daily, day(-10), AS_OF).collect()}
     assert set(rows) == {day(-6), day(0)}  # only days in (as_of - trend_days, as_of] are written
     last = rows[day(0)]
     assert last.value_numeric == 130
@@ -235,7 +243,7 @@ def test_readmission_label_counts_day_30_not_day_31(inputs):
             encounter("c", "c0", "AMB", -200, -200),
         ],
     )
-    rows = {r.encounter_id: r for r in gold.readmission_features(AS_OF, **data).collect()}
+    rows = {r.encounter_id: r for r in readmission_features(AS_OF, **data).collect()}
     assert (rows["a1"].readmission_30d, rows["a1"].days_to_readmission) == (1, 30)
     assert rows["b1"].readmission_30d == 0
     assert (rows["c1"].readmission_30d, rows["c1"].label_observable) == (None, False)
@@ -261,13 +269,13 @@ def test_an_as_of_date_includes_what_is_dated_on_it_in_the_records_offset(inputs
             measurement("p1", "hba1c", 0, 6.0, time="23:00:00-08:00"),
         ],
     )
-    [row] = gold.chronic_disease_features(AS_OF, **data).collect()
+    [row] = chronic_disease_features(AS_OF, **data).collect()
     assert row.avg_bp_systolic_30d == pytest.approx(155.0)
     assert row.max_bp_systolic_30d == 160.0
     assert (row.avg_hba1c_90d, row.last_hba1c, row.days_since_last_hba1c) == (6.0, 6.0, 0)
     # The evening reading is that day's vital trend row, not the next day's.
-    daily = gold.daily_measures(data["measurements"])
-    trend_days = {r.observation_date for r in gold.vital_trends(daily, day(-1), AS_OF).collect()}
+    daily = daily_measures(data["measurements"])
+    trend_days = {r.observation_date for r in vital_trends(daily, day(-1), AS_OF).collect()}
     assert trend_days == {AS_OF}
 
 
@@ -284,7 +292,7 @@ def test_readmission_counts_calendar_days_from_evening_discharges(inputs):
             encounter("b", "b2", "IMP", -65, -60, times=("21:30:00-04:00", "12:00:00-04:00")),  # day 30
         ],
     )
-    rows = {r.encounter_id: r for r in gold.readmission_features(AS_OF, **data).collect()}
+    rows = {r.encounter_id: r for r in readmission_features(AS_OF, **data).collect()}
     assert (rows["a1"].discharge_date, rows["a1"].readmission_30d, rows["a1"].days_to_readmission) == (
         day(-95),
         0,
@@ -332,8 +340,7 @@ def test_adherence_is_pdc_over_180_days(inputs):
         ]
     )
     rows = {
-        r.patient_id_hashed: r
-        for r in gold.medication_adherence_features(data["medications"], AS_OF).collect()
+        r.patient_id_hashed: r for r in medication_adherence_features(data["medications"], AS_OF).collect()
     }
     assert rows["p1"].days_covered_180d == 120
     assert rows["p1"].adherence_score == pytest.approx(66.67)
@@ -360,8 +367,8 @@ def test_features_do_not_change_when_data_after_the_cutoff_is_added(inputs):
     )
     combined = {k: history.get(k, []) + future.get(k, []) for k in set(history) | set(future)}
 
-    before = gold.chronic_disease_features(AS_OF, **inputs(**history))
-    after = gold.chronic_disease_features(AS_OF, **inputs(**combined))
+    before = chronic_disease_features(AS_OF, **inputs(**history))
+    after = chronic_disease_features(AS_OF, **inputs(**combined))
     assertDataFrameEqual(after, before)
     [row] = before.collect()
     assert (row.has_hypertension_dx, row.has_diabetes_dx, row.on_antidiabetic) == (True, False, False)
@@ -371,7 +378,7 @@ def test_features_do_not_change_when_data_after_the_cutoff_is_added(inputs):
     # except its label, which is what happens after the discharge.
     def s1_features(data):
         return (
-            gold.readmission_features(AS_OF, **data)
+            readmission_features(AS_OF, **data)
             .filter(F.col("encounter_id") == "s1")
             .drop("readmission_30d", "label_observable", "days_to_readmission")
         )
@@ -383,26 +390,68 @@ def test_features_do_not_change_when_data_after_the_cutoff_is_added(inputs):
     )
 
 
+def test_a_patient_without_records_gets_the_declared_defaults_and_nulls_elsewhere(inputs):
+    """Counts and flags a block declares are 0/false without data; every other feature is
+    unknown (null), not zero, whatever its name."""
+    [row] = chronic_disease_features(AS_OF, **inputs(patients=[("p1", "female", 40, AS_OF)])).collect()
+    declared = {}
+    for block in SPINE_BLOCKS:
+        declared.update(block.when_absent())
+    assert {c: (type(row[c]), row[c]) for c in declared} == {c: (type(v), v) for c, v in declared.items()}
+    assert (row.glucose_count_365d, row.inpatient_days_365d, row.has_diabetes_dx, row.on_statin) == (
+        0,
+        0,
+        False,
+        False,
+    )
+    known = {"patient_id_hashed", "age_years", "age_bucket", "gender", "is_male", "as_of_date"}
+    flags = {"diabetes_risk_flag", "hypertension_risk_flag", "cvd_risk_flag"}
+    assert {c for c, v in row.asDict().items() if v is not None} == set(declared) | known | flags
+    assert (row.avg_glucose_90d, row.days_since_last_visit, row.avg_encounter_duration_hours) == (None,) * 3
+    assert PRIOR_STAY_DEFAULTS == {"prior_inpatient_count_365d": 0, "prior_emergency_count_365d": 0}
+
+
+@pytest.mark.parametrize(
+    ("defaults", "refusal"),
+    [
+        ({"encounter_count_7d": 0}, "declares a default for encounter_count_7d, which it lacks"),
+        ({"encounter_count_6m": False}, "default False does not fit encounter_count_6m"),
+    ],
+)
+def test_a_block_whose_declared_defaults_do_not_fit_its_columns_is_refused(inputs, defaults, refusal):
+    data = inputs(patients=[("p1", "female", 40, AS_OF)])
+    encounters = next(block for block in SPINE_BLOCKS if block.name == "encounters")
+    broken = FeatureBlock("encounters", "encounters", encounters.features, lambda: defaults)
+    with pytest.raises(ValueError, match=refusal):
+        spine_features(as_of_spine(data["patients"], AS_OF), (broken,), **data)
+
+
+def test_the_command_line_refuses_a_trend_window_under_a_day(capsys):
+    args = gold_aggregate.parse_args(["--lakehouse", "/lh", "--as-of", AS_OF.isoformat()])
+    assert (args.lakehouse, args.as_of, args.trend_days) == ("/lh", AS_OF, 90)
+    with pytest.raises(SystemExit) as refused:
+        gold_aggregate.parse_args(["--lakehouse", "/lh", "--as-of", AS_OF.isoformat(), "--trend-days", "0"])
+    assert refused.value.code == 2
+    assert "--trend-days must be >= 1" in capsys.readouterr().err
+
+
 # --- The job on the sample data -----------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def samples_gold(spark, samples_silver):
     _, lakehouse, _ = samples_silver
-    measurements = gold.usable_measurements(
+    measurements = usable_measurements(
         read_table(spark, str(lakehouse / "silver" / "observations_normalized"))
     )
     # Synthea's data stops years ago: take the as-of date of its most recent measurement.
     as_of = measurements.agg(F.max("observation_date")).first()[0]
-    args = gold.parse_args(
-        ["--lakehouse", str(lakehouse), "--as-of", as_of.isoformat(), "--trend-days", "3650"]
-    )
-    counts = gold.run(spark, args)
-    return lakehouse, as_of, args, counts
+    counts = gold_job.run(spark, lakehouse=str(lakehouse), as_of=as_of, trend_days=3650)
+    return lakehouse, as_of, counts
 
 
 def test_sample_synthea_gives_glucose_hba1c_and_bp_features(spark, samples_gold):
-    lakehouse, as_of, _, counts = samples_gold
+    lakehouse, as_of, counts = samples_gold
     features = read_table(spark, str(lakehouse / "gold" / "chronic_disease_features"))
     assert (
         counts["chronic_disease_features"]
@@ -419,10 +468,12 @@ def test_sample_synthea_gives_glucose_hba1c_and_bp_features(spark, samples_gold)
 
 
 def test_gold_rerun_for_the_same_date_gives_the_same_tables(spark, samples_gold):
-    lakehouse, _, args, counts = samples_gold
+    """Run again through the command line (gold_aggregate.main), as a task runs it."""
+    lakehouse, as_of, counts = samples_gold
     tables = list(counts)
     before = {t: read_table(spark, str(lakehouse / "gold" / t)).collect() for t in tables}
-    assert gold.run(spark, args) == counts
+    argv = ["--lakehouse", str(lakehouse), "--as-of", as_of.isoformat(), "--trend-days", "3650"]
+    assert gold_aggregate.main(argv, spark) == counts
     for table in tables:
         assertDataFrameEqual(read_table(spark, str(lakehouse / "gold" / table)), before[table])
 
@@ -444,4 +495,4 @@ def test_only_usable_measurements_reach_gold(spark):
         .withColumn("observation_date", F.lit(AS_OF))
         .withColumn("is_abnormal", F.lit(None).cast("boolean"))
     )
-    assert [r.value_numeric for r in gold.usable_measurements(silver).collect()] == [100.0]
+    assert [r.value_numeric for r in usable_measurements(silver).collect()] == [100.0]

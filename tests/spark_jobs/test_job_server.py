@@ -15,7 +15,7 @@ from fhir_pipeline.compute import PermanentJobFailure
 from fhir_pipeline.job_server_job import JobServerOperator, exit_status, job_request
 from pyspark.sql import functions as F
 
-from spark_jobs.job_contract import EXIT_SKIPPED
+from fhir_contract import EXIT_SKIPPED
 from spark_jobs.job_server import JobLogHandler, JobServer, client_gone, job_session
 from spark_jobs.lakehouse import read_table
 from tests.conftest import free_port

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from spark_jobs.bronze_ingest import LandingError
-from spark_jobs.job_contract import EXIT_PERMANENT, EXIT_SKIPPED, PERMANENT_ERROR_PREFIX, SKIPPED_ERROR_PREFIX
+from fhir_contract import EXIT_PERMANENT, EXIT_SKIPPED, PERMANENT_ERROR_PREFIX, SKIPPED_ERROR_PREFIX
+from spark_jobs.bronze.landing import LandingError
 from spark_jobs.lakehouse import JobSkipped, PermanentJobError, run_concurrently, run_job
 
 

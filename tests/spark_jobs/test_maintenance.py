@@ -8,14 +8,16 @@ import shutil
 
 from delta.tables import DeltaTable
 
-from spark_jobs import maintenance, silver_normalize
-from spark_jobs.lakehouse import read_table, table_path
+from fhir_contract import table_path
+from spark_jobs import maintenance
+from spark_jobs.lakehouse import read_table
+from spark_jobs.silver.tables import SILVER_TABLES
 from tests.lakehouse_helpers import RUN_DATE, ingest, normalize
 
 
 def test_silver_date_tables_are_clustered_not_partitioned(spark, samples_silver):
     _, lakehouse, _ = samples_silver
-    for table in silver_normalize.SILVER_TABLES:
+    for table in SILVER_TABLES:
         detail = DeltaTable.forPath(spark, table_path(str(lakehouse), "silver", table.name)).detail().first()
         assert detail.partitionColumns == []
         assert detail.clusteringColumns == list(table.cluster_by)
@@ -34,7 +36,7 @@ def test_maintenance_optimizes_every_table_and_keeps_every_row(spark, synthea_nd
     tables = maintenance.lakehouse_tables(spark, str(lakehouse))
     rows_before = {t: read_table(spark, table_path(str(lakehouse), *t)).count() for t in tables}
 
-    report = maintenance.run(spark, maintenance.parse_args(["--lakehouse", str(lakehouse)]))
+    report = maintenance.run(spark, lakehouse=str(lakehouse))
 
     assert set(report) == {f"{layer}/{name}" for layer, name in tables}
     assert ("silver", "observations_normalized") in tables and ("bronze", "fhir_raw") in tables

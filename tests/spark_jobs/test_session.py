@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from delta.tables import DeltaTable
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs.job_contract import CLASS_ARCHIVE, JVM_OPTIONS, class_archive_option, delta_jars
+from fhir_contract import CLASS_ARCHIVE, JVM_OPTIONS, class_archive_option, delta_jars
 from spark_jobs.session import without_parquet_dictionary
 
 

@@ -14,14 +14,16 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from spark_jobs import codesets, phi, silver_clinical, silver_normalize
+from spark_jobs import codesets, phi, silver_normalize
 from spark_jobs.lakehouse import PermanentJobError, read_table
+from spark_jobs.silver import changes, clinical, tables
+from spark_jobs.silver import job as silver
 from spark_jobs.sof.catalog import silver_source_view, silver_view_rows
 from spark_jobs.sof.view import compile_view, view_rows
 from tests.lakehouse_helpers import RUN_DATE, TEST_PHI_KEY, ingest, normalize
 from tests.spark_plans import executed_operators
 
-SILVER_TABLES = [t.name for t in silver_normalize.SILVER_TABLES]
+SILVER_TABLES = [t.name for t in tables.SILVER_TABLES]
 # The tables of the ViewDefinitions shipped in include/views/.
 VIEW_TABLES = sorted(
     json.loads(p.read_text())["name"]
@@ -62,29 +64,27 @@ def bronze_rows(spark, entries: list[dict], ingestion_date: dt.date = RUN_DATE):
     df = df.withColumn("last_updated_ts", F.try_to_timestamp("last_updated")).withColumn(
         "bundle_timestamp", F.lit(None).cast("string")
     )
-    return df.withColumn("version_order", silver_normalize.version_order(df))
+    return df.withColumn("version_order", changes.version_order(df))
 
 
 def source_rows(spark, resource_type: str, entries: list[dict], patients=()):
     """Silver's own view of `resource_type` over bronze rows of `entries`, as the job
     reads it (`patients`: Patient entries whose fullUrls resolve urn:uuid references)."""
     live = bronze_rows(spark, entries).withColumn("resource_key", F.col("resource_id"))
-    urn_map = silver_normalize.patient_urn_map(bronze_rows(spark, list(patients))) if patients else None
+    urn_map = silver.patient_urn_map(bronze_rows(spark, list(patients))) if patients else None
     return silver_view_rows(
         live,
-        silver_source_view(silver_normalize.SOURCE_VIEWS[resource_type]),
-        silver_normalize.source_columns(),
+        silver_source_view(tables.SOURCE_VIEWS[resource_type]),
+        changes.source_columns(),
         phi.hasher(TEST_PHI_KEY),
         urn_map,
-        silver_clinical.TYPE_MISMATCH,
+        clinical.TYPE_MISMATCH,
     )
 
 
 def observations(spark, entries, patients=()):
     rows = source_rows(spark, "Observation", entries, patients)
-    return silver_clinical.observations(
-        rows, codesets.measure_lookup(spark), codesets.interpretation_severity()
-    )
+    return clinical.observations(rows, codesets.measure_lookup(spark), codesets.interpretation_severity())
 
 
 def test_blood_pressure_panel_gives_one_measurement_per_component(spark, hl7_examples):
@@ -327,7 +327,7 @@ def normalized(spark, resource_type: str, resources: list[dict]):
     """Silver rows of `resources` of one type, as the job builds them (no Bundle context):
     silver's own view of the type, then its clinical transform."""
     rows = source_rows(spark, resource_type, [{"resource": r} for r in resources])
-    return silver_normalize.CLINICAL_TRANSFORMS[resource_type](rows)
+    return silver.CLINICAL_TRANSFORMS[resource_type](rows)
 
 
 def utc(column: str):
@@ -382,7 +382,7 @@ def test_encounter_medication_and_condition_dates_are_local(spark):
         "id": "m1",
         "status": "active",
         "intent": "order",
-        "medicationCodeableConcept": {"coding": [{"system": silver_clinical.RXNORM, "code": "860975"}]},
+        "medicationCodeableConcept": {"coding": [{"system": clinical.RXNORM, "code": "860975"}]},
         "authoredOn": "2026-01-20T23:30:00-05:00",
         "dispenseRequest": {"expectedSupplyDuration": {"value": 30, "unit": "days", "code": "d"}},
         **subject,
@@ -581,7 +581,7 @@ def test_a_silver_table_older_than_its_columns_asks_for_a_rebuild(spark, tmp_pat
         "encounter_id string, encounter_date date, encounter_end_date date",
     )
     with pytest.raises(PermanentJobError, match=r"predates its columns \['encounter_end_date'\]: rebuild"):
-        silver_normalize.replace_resource_rows(
+        changes.replace_resource_rows(
             spark,
             path,
             rows,
@@ -598,14 +598,14 @@ def test_first_load_summary_counts_resources_deletes_and_repeats(spark):
         [("a", "1", False, "h1"), ("b", "1", True, "h2"), ("c", "1", False, "h3")], schema
     )
     assertDataFrameEqual(
-        silver_normalize.first_load_summary(once_each),
+        changes.first_load_summary(once_each),
         spark.createDataFrame([(1, 3, 1)], "most_records bigint, resources bigint, deletes bigint"),
     )
     # "a" twice (an update and its delete): one resource, which counts as deleted.
     repeated = once_each.union(spark.createDataFrame([("a", "2", True, "h4")], schema))
-    [row] = silver_normalize.first_load_summary(repeated).collect()
+    [row] = changes.first_load_summary(repeated).collect()
     assert (row.most_records, row.resources, row.deletes) == (2, 3, 2)
-    [empty] = silver_normalize.first_load_summary(once_each.limit(0)).collect()
+    [empty] = changes.first_load_summary(once_each.limit(0)).collect()
     assert (empty.most_records, empty.resources, empty.deletes) == (None, 0, 0)
 
 
@@ -629,7 +629,7 @@ def test_first_load_with_a_delete_records_its_tombstone(spark, tmp_path, monkeyp
     def not_needed(*_):
         raise AssertionError("a first load of resources seen once needs no select_changes")
 
-    monkeypatch.setattr(silver_normalize, "select_changes", not_needed)
+    monkeypatch.setattr(silver, "select_changes", not_needed)
     summary = normalize(spark, lakehouse, RUN_DATE)
 
     assert summary["patients_normalized"]["resources_changed"] == 1

@@ -13,8 +13,10 @@ from delta.tables import DeltaTable
 from fhir_pipeline import config, streaming
 from pyspark.sql import functions as F
 
-from spark_jobs import bronze_ingest, stream_ingest
-from spark_jobs.lakehouse import read_table, table_exists
+from spark_jobs import stream_ingest
+from spark_jobs.bronze import stream
+from spark_jobs.bronze.tables import TYPED_RAW_TABLES
+from spark_jobs.lakehouse import PermanentJobError, read_table, table_exists
 from tests.lakehouse_helpers import ingest
 
 
@@ -59,11 +61,15 @@ def running_stream(spark, tmp_path, monkeypatch):
     config.settings.cache_clear()
     paths = streaming.stream_paths()
     paths.state_dir.mkdir()
-    args = stream_ingest.parse_args(
-        [*streaming.job_arguments(paths), "--query-name", f"test_stream_{tmp_path.name}"]
+    args = stream.StreamOptions(
+        **vars(
+            stream_ingest.parse_args(
+                [*streaming.job_arguments(paths), "--query-name", f"test_stream_{tmp_path.name}"]
+            )
+        )
     )
     config.settings.cache_clear()
-    query = stream_ingest.start(spark, args)
+    query = stream.start(spark, args)
     yield landing, lakehouse, args, query
     query.stop()
 
@@ -116,7 +122,7 @@ def test_batch_reload_of_a_date_keeps_the_streamed_rows(spark, running_stream, s
     folder.mkdir(parents=True)
     (folder / "Patient.ndjson").write_text((synthea_ndjson / "Patient.ndjson").read_text())
     ingest(spark, landing, lakehouse, today)
-    ingest(spark, landing, lakehouse, today, "--force")  # a reload replaces only the batch rows
+    ingest(spark, landing, lakehouse, today, force=True)  # a reload replaces only the batch rows
     modes = {
         r.ingest_mode: r["count"]
         for r in read_table(spark, str(fhir_raw)).groupBy("ingest_mode").count().collect()
@@ -132,13 +138,13 @@ def test_a_replayed_micro_batch_is_not_written_twice(spark, tmp_path):
         "value string, source_file string",
     )
     lakehouse = str(tmp_path / "lakehouse")
-    records = stream_ingest.stream_records(lines)
-    first = stream_ingest.write_batch(records, 7, lakehouse, "replay_test")
-    second = stream_ingest.write_batch(records, 7, lakehouse, "replay_test")
+    records = stream.stream_records(lines)
+    first = stream.write_batch(records, 7, lakehouse, "replay_test")
+    second = stream.write_batch(records, 7, lakehouse, "replay_test")
     assert first == second == {"batch_id": 7, "ingested": 1, "quarantined": 1}
     for table in ("fhir_raw", "patient_raw", "quarantine", "ingest_runs"):
         assert read_table(spark, f"{lakehouse}/bronze/{table}").count() == 1, table
-    stream_ingest.write_batch(records, 8, lakehouse, "replay_test")  # the next batch is written
+    stream.write_batch(records, 8, lakehouse, "replay_test")  # the next batch is written
     assert read_table(spark, f"{lakehouse}/bronze/fhir_raw").count() == 2
 
 
@@ -147,18 +153,18 @@ def test_a_micro_batch_commits_only_to_the_tables_it_has_rows_for(spark, tmp_pat
     Patients leaves the other typed tables and quarantine alone. They exist, empty,
     from the start, since silver reads every typed table."""
     lakehouse = str(tmp_path / "lakehouse")
-    stream_ingest.prepare_tables(spark, lakehouse)
+    stream.prepare_tables(spark, lakehouse)
     lines = spark.createDataFrame(
         [(line, "stream/a.ndjson") for line in patient_lines([1, 2]).splitlines()],
         "value string, source_file string",
     )
-    stream_ingest.write_batch(stream_ingest.stream_records(lines), 0, lakehouse, "skip_test")
+    stream.write_batch(stream.stream_records(lines), 0, lakehouse, "skip_test")
 
     def version_and_rows(table: str) -> tuple[int, int]:
         path = f"{lakehouse}/bronze/{table}"
         return DeltaTable.forPath(spark, path).history(1).first().version, read_table(spark, path).count()
 
-    tables = ["fhir_raw", "quarantine", "ingest_runs", *bronze_ingest.TYPED_RAW_TABLES]
+    tables = ["fhir_raw", "quarantine", "ingest_runs", *TYPED_RAW_TABLES]
     written = {"fhir_raw": (1, 2), "patient_raw": (1, 2), "ingest_runs": (1, 1)}
     assert {t: version_and_rows(t) for t in tables} == {t: written.get(t, (0, 0)) for t in tables}
 
@@ -172,15 +178,15 @@ def test_stream_tables_checkpoint_every_100_commits_whoever_created_them(spark, 
         [(line, "stream/a.ndjson") for line in patient_lines([1]).splitlines()],
         "value string, source_file string",
     )
-    records = stream_ingest.stream_records(lines)
-    stream_ingest.write_batch(records, 0, lakehouse, "interval_test")  # creates 3 tables, default interval
-    stream_ingest.prepare_tables(spark, lakehouse)
-    tables = ["fhir_raw", "quarantine", "ingest_runs", *bronze_ingest.TYPED_RAW_TABLES]
+    records = stream.stream_records(lines)
+    stream.write_batch(records, 0, lakehouse, "interval_test")  # creates 3 tables, default interval
+    stream.prepare_tables(spark, lakehouse)
+    tables = ["fhir_raw", "quarantine", "ingest_runs", *TYPED_RAW_TABLES]
     details = {t: DeltaTable.forPath(spark, f"{lakehouse}/bronze/{t}").detail().first() for t in tables}
     intervals = {t: detail.properties.get("delta.checkpointInterval") for t, detail in details.items()}
     assert intervals == dict.fromkeys(tables, "100")
     for batch_id in range(1, 11):
-        stream_ingest.write_batch(records, batch_id, lakehouse, "interval_test")
+        stream.write_batch(records, batch_id, lakehouse, "interval_test")
     fhir_raw = tmp_path / "lakehouse" / "bronze" / "fhir_raw"
     assert DeltaTable.forPath(spark, str(fhir_raw)).history(1).first().version == 11
     assert not list((fhir_raw / "_delta_log").glob("*.checkpoint*.parquet"))
@@ -188,29 +194,21 @@ def test_stream_tables_checkpoint_every_100_commits_whoever_created_them(spark, 
 
 
 def test_event_hubs_kafka_options_use_sasl_with_the_connection_string_from_the_environment(monkeypatch):
-    args = stream_ingest.parse_args(
-        [
-            "--source",
-            "kafka",
-            "--lakehouse",
-            "/l",
-            "--checkpoint",
-            "/c",
-            "--status-file",
-            "/s",
-            "--kafka-bootstrap",
-            "ns.servicebus.windows.net:9093",
-            "--kafka-topic",
-            "fhir-events",
-            "--kafka-sasl",
-        ]
+    args = stream.StreamOptions(
+        source="kafka",
+        lakehouse="/l",
+        checkpoint="/c",
+        status_file=Path("/s"),
+        kafka_bootstrap="ns.servicebus.windows.net:9093",
+        kafka_topic="fhir-events",
+        kafka_sasl=True,
     )
-    monkeypatch.delenv(stream_ingest.EVENTHUB_SECRET_ENV, raising=False)
-    with pytest.raises(bronze_ingest.PermanentJobError, match="FHIR_EVENTHUB_CONNECTION_STRING"):
-        stream_ingest.kafka_options(args)
+    monkeypatch.delenv(stream.EVENTHUB_SECRET_ENV, raising=False)
+    with pytest.raises(PermanentJobError, match="FHIR_EVENTHUB_CONNECTION_STRING"):
+        stream.kafka_options(args)
     secret = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=abc="
-    monkeypatch.setenv(stream_ingest.EVENTHUB_SECRET_ENV, secret)
-    options = stream_ingest.kafka_options(args)
+    monkeypatch.setenv(stream.EVENTHUB_SECRET_ENV, secret)
+    options = stream.kafka_options(args)
     assert options["kafka.security.protocol"] == "SASL_SSL" and options["kafka.sasl.mechanism"] == "PLAIN"
     assert 'username="$ConnectionString"' in options["kafka.sasl.jaas.config"]
     assert f'password="{secret}"' in options["kafka.sasl.jaas.config"]

@@ -3,15 +3,21 @@ Azure ML deployment calls, on generated data through the real pipeline."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
-from spark_jobs import azure_ml_deploy, model_registry, score_risk, train_models
+from spark_jobs import azure_ml_deploy, score_risk, train_models
 from spark_jobs.lakehouse import JobSkipped, read_table
-from spark_jobs.model_registry import CHAMPION
-from spark_jobs.train_models import DIABETES_MODEL, READMISSION_MODEL
+from spark_jobs.ml import registry, scoring, train_job
+from spark_jobs.ml.azure_deploy import AzureMLTarget, deploy_champion
+from spark_jobs.ml.registry import CHAMPION
+from spark_jobs.ml.specs import model_specs
+from spark_jobs.ml.stale_champions import SUBJECT
+
+DIABETES_MODEL, READMISSION_MODEL = "fhir_diabetes_risk", "fhir_readmission_30d"
 
 pytestmark = pytest.mark.e2e
 
@@ -21,20 +27,14 @@ def trained(spark, generated_lakehouse, tmp_path_factory):
     lakehouse, as_of = generated_lakehouse
     root = tmp_path_factory.mktemp("mlflow")
     tracking_uri = f"sqlite:///{root}/mlflow.db"
-    args = train_models.parse_args(
-        [
-            "--lakehouse",
-            str(lakehouse),
-            "--tracking-uri",
-            tracking_uri,
-            "--as-of",
-            as_of.isoformat(),
-            "--artifact-root",
-            str(root / "artifacts"),
-        ]
+    results = train_job.run(
+        spark,
+        lakehouse=str(lakehouse),
+        tracking_uri=tracking_uri,
+        as_of=as_of,
+        artifact_root=str(root / "artifacts"),
     )
-    results = train_models.run(spark, args)
-    return lakehouse, as_of, tracking_uri, args, results
+    return lakehouse, as_of, tracking_uri, results
 
 
 def test_both_models_train_with_test_auc_above_0_7(trained):
@@ -56,7 +56,7 @@ def test_runs_record_metrics_artifacts_data_versions_and_governance_tags(trained
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    _, _, tracking_uri, _, results = trained
+    _, _, tracking_uri, results = trained
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient()
     for name, result in results.items():
@@ -78,20 +78,16 @@ def test_runs_record_metrics_artifacts_data_versions_and_governance_tags(trained
         assert str(champion.version) == result["version"]
 
 
-def test_champion_loads_by_alias_and_scores_every_patient(spark, trained):
+def test_champion_loads_by_alias_reads_its_declared_features_and_scores_every_patient(spark, trained):
     import mlflow
 
-    lakehouse, as_of, tracking_uri, _, _ = trained
+    lakehouse, as_of, tracking_uri, _ = trained
     mlflow.set_tracking_uri(tracking_uri)
-    model = mlflow.spark.load_model(f"models:/{DIABETES_MODEL}@{CHAMPION}")
-    assert score_risk.model_inputs(model)
+    for name, spec in model_specs().items():
+        model = mlflow.spark.load_model(f"models:/{name}@{CHAMPION}")
+        assert scoring.model_inputs(model) == list(spec.features), name
 
-    counts = score_risk.run(
-        spark,
-        score_risk.parse_args(
-            ["--lakehouse", str(lakehouse), "--tracking-uri", tracking_uri, "--as-of", as_of.isoformat()]
-        ),
-    )
+    counts = scoring.run(spark, lakehouse=str(lakehouse), tracking_uri=tracking_uri, as_of=as_of)
 
     def gold(table):
         return read_table(spark, str(lakehouse / "gold" / table)).filter(F.col("as_of_date") == F.lit(as_of))
@@ -106,10 +102,9 @@ def test_champion_loads_by_alias_and_scores_every_patient(spark, trained):
     assert bad.count() == 0
 
 
-def _train(spark, trained, *extra: str) -> dict:
-    lakehouse, as_of, tracking_uri, _, _ = trained
-    argv = ["--lakehouse", str(lakehouse), "--tracking-uri", tracking_uri, "--as-of", as_of.isoformat()]
-    return train_models.run(spark, train_models.parse_args([*argv, *extra]))
+def _train(spark, trained, **options) -> dict:
+    lakehouse, as_of, tracking_uri, _ = trained
+    return train_job.run(spark, lakehouse=str(lakehouse), tracking_uri=tracking_uri, as_of=as_of, **options)
 
 
 def test_a_retrained_model_that_is_not_better_does_not_take_the_alias(spark, trained):
@@ -118,8 +113,8 @@ def test_a_retrained_model_that_is_not_better_does_not_take_the_alias(spark, tra
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    _, _, tracking_uri, _, first = trained
-    again = _train(spark, trained, "--horizon-days", "1", "--force")
+    _, _, tracking_uri, first = trained
+    again = _train(spark, trained, horizon_days=1, force=True)
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient()
     assert again[DIABETES_MODEL]["skipped"].startswith("not enough labelled rows")
@@ -133,35 +128,70 @@ def test_a_retrained_model_that_is_not_better_does_not_take_the_alias(spark, tra
 
 
 def test_training_again_on_the_same_gold_is_skipped_with_its_reason(spark, trained):
-    """The weekly fallback after no new batch run: nothing to do, not a failure."""
+    """The weekly fallback after no new batch run, through the command line: nothing to do,
+    not a failure."""
+    lakehouse, as_of, tracking_uri, _ = trained
+    argv = ["--lakehouse", str(lakehouse), "--tracking-uri", tracking_uri, "--as-of", as_of.isoformat()]
     with pytest.raises(
         JobSkipped, match="no new gold since fhir_diabetes_risk, fhir_readmission_30d were last"
     ):
-        _train(spark, trained)
+        train_models.main(argv, spark)
 
 
-def test_a_model_with_too_few_labels_is_skipped_logged_and_counted(spark, trained):
+def test_the_command_line_takes_the_paging_flags_together(capsys):
+    argv = ["--lakehouse", "/lh", "--tracking-uri", "sqlite:///m.db", "--as-of", "latest"]
+    args = train_models.parse_args([*argv, "--page-after-retrain-skips", "3", "--summary-out", "/lh/s.json"])
+    assert (args.as_of, args.page_after_retrain_skips, args.summary_out) == ("latest", 3, "/lh/s.json")
+    assert args.models == [DIABETES_MODEL, READMISSION_MODEL]
+    for extra, refusal in (
+        (["--page-after-retrain-skips", "0", "--summary-out", "/lh/s.json"], "must be >= 1"),
+        (["--page-after-retrain-skips", "2"], "needs --summary-out"),
+    ):
+        with pytest.raises(SystemExit) as refused:
+            train_models.parse_args([*argv, *extra])
+        assert refused.value.code == 2 and refusal in capsys.readouterr().err
+
+
+def test_a_model_with_too_few_labels_is_skipped_logged_counted_and_paged(spark, trained, tmp_path):
     """A 1-day horizon leaves almost no labelled patients: the diabetes model is not
-    retrained, its attempt is an MLflow run with the counts, and its champion (from the
-    fixture) counts one more run without retraining each time."""
+    retrained, its attempt is an MLflow run with the counts, its champion (from the
+    fixture) counts one more run without retraining each time, and the run whose count
+    reaches page_after_retrain_skips pages on-call in its job summary."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    _, _, tracking_uri, _, _ = trained
+    _, _, tracking_uri, _ = trained
     client = MlflowClient(tracking_uri=tracking_uri)
     champion_before = client.get_model_version_by_alias(DIABETES_MODEL, CHAMPION).version
 
     def skips() -> int:
-        return int(client.get_registered_model(DIABETES_MODEL).tags.get(model_registry.SKIPS_TAG, "0"))
+        return int(client.get_registered_model(DIABETES_MODEL).tags.get(registry.SKIPS_TAG, "0"))
 
     counted = [skips()]
-    for _ in range(2):
+    page_after = counted[0] + 2
+    pages = []
+    for attempt in range(2):
+        summary = tmp_path / f"summary-{attempt}.json"
         with pytest.raises(
             JobSkipped, match="no model trained: fhir_diabetes_risk: not enough labelled rows"
         ):
-            _train(spark, trained, "--models", DIABETES_MODEL, "--horizon-days", "1", "--force")
+            _train(
+                spark,
+                trained,
+                models=[DIABETES_MODEL],
+                horizon_days=1,
+                force=True,
+                page_after_retrain_skips=page_after,
+                summary_out=str(summary),
+            )
         counted.append(skips())
+        pages.append(json.loads(summary.read_text())["pages"])
     assert counted[1:] == [counted[0] + 1, counted[0] + 2]
+    assert pages[0] == []
+    [page] = pages[1]
+    assert page["subject"] == SUBJECT.format(model=DIABETES_MODEL)
+    assert f"went {page_after} training runs in a row without retraining" in page["message"]
+    assert "last reason: not enough labelled rows" in page["message"]
     assert client.get_model_version_by_alias(DIABETES_MODEL, CHAMPION).version == champion_before
     mlflow.set_tracking_uri(tracking_uri)
     [run, *_] = mlflow.search_runs(
@@ -169,21 +199,73 @@ def test_a_model_with_too_few_labels_is_skipped_logged_and_counted(spark, traine
     )
     assert run.data.tags["skip_reason"].startswith("not enough labelled rows")
     assert int(run.data.params["test_rows"]) < 20
-    [stale] = model_registry.stale_champions_to_page(client, page_after=2)
-    assert (stale.model, stale.skips) == (DIABETES_MODEL, counted[-1])
+    assert registry.stale_champions_to_page(client, page_after) == []  # paged: marked so
+
+
+def test_a_stale_champion_pages_once_per_episode(spark, trained, tmp_path):
+    """Each run writes its summary, also when it has nothing new to train (JobSkipped): a
+    champion pages once when it reaches N runs in a row without retraining, a later skip
+    of the same episode pages nobody, a successful retraining ends the episode, and a
+    model without a champion never pages."""
+    from mlflow.tracking import MlflowClient
+
+    _, _, tracking_uri, _ = trained
+    client = MlflowClient(tracking_uri=tracking_uri)
+    inputs = registry.last_training_inputs(client, DIABETES_MODEL)
+    reason = "not enough labelled rows to train and evaluate (sizes {'test': 3})"
+    summary = tmp_path / "summary.json"
+
+    def paged() -> list[dict]:
+        with pytest.raises(JobSkipped, match="no new gold since fhir_diabetes_risk were last trained"):
+            _train(
+                spark,
+                trained,
+                models=[DIABETES_MODEL],
+                page_after_retrain_skips=2,
+                summary_out=str(summary),
+            )
+        return json.loads(summary.read_text())["pages"]
+
+    registry.record_trained(client, DIABETES_MODEL, inputs)
+    assert registry.record_not_retrained(client, DIABETES_MODEL, inputs, reason) == 1
+    assert paged() == []
+    assert registry.record_not_retrained(client, DIABETES_MODEL, inputs, reason) == 2
+    [page] = paged()
+    assert page["subject"] == SUBJECT.format(model=DIABETES_MODEL)
+    assert "went 2 training runs in a row without retraining" in page["message"]
+    assert reason in page["message"]
+    assert registry.record_not_retrained(client, DIABETES_MODEL, inputs, reason) == 3
+    assert paged() == []  # the same episode pages once
+
+    # A successful retraining ends the episode: the next one pages again.
+    registry.record_trained(client, DIABETES_MODEL, inputs)
+    assert client.get_registered_model(DIABETES_MODEL).tags[registry.SKIPS_TAG] == "0"
+    for _ in range(2):
+        registry.record_not_retrained(client, DIABETES_MODEL, inputs, reason)
+    assert [p["subject"] for p in paged()] == [SUBJECT.format(model=DIABETES_MODEL)]
+
+    without_champion = "fhir_model_without_champion"
+    try:
+        for _ in range(3):
+            assert registry.record_not_retrained(client, without_champion, inputs, "too few rows") == 0
+        assert registry.last_training_inputs(client, without_champion) == inputs
+        assert registry.champion_version(client, without_champion) is None
+        assert paged() == []
+    finally:
+        client.delete_registered_model(without_champion)
 
 
 def test_scoring_uses_the_champions_there_are(spark, trained):
     """A model without a champion (never trained on enough rows) is not scored; the others are."""
     from mlflow.tracking import MlflowClient
 
-    lakehouse, as_of, tracking_uri, _, _ = trained
+    lakehouse, as_of, tracking_uri, _ = trained
     client = MlflowClient(tracking_uri=tracking_uri)
     champion = client.get_model_version_by_alias(READMISSION_MODEL, CHAMPION).version
     client.delete_registered_model_alias(READMISSION_MODEL, CHAMPION)
-    argv = ["--lakehouse", str(lakehouse), "--tracking-uri", tracking_uri, "--as-of", as_of.isoformat()]
+    argv = ["--lakehouse", str(lakehouse), "--tracking-uri", tracking_uri, "--as-of", "latest"]
     try:
-        counts = score_risk.run(spark, score_risk.parse_args(argv))
+        counts = score_risk.main(argv, spark)
     finally:
         client.set_registered_model_alias(READMISSION_MODEL, CHAMPION, champion)
     assert set(counts) == {DIABETES_MODEL} and counts[DIABETES_MODEL] > 0
@@ -238,12 +320,12 @@ def test_azure_ml_registers_the_champion_and_routes_traffic_to_it(trained):
     from azure.ai.ml.constants import AssetTypes
     from mlflow.tracking import MlflowClient
 
-    _, _, tracking_uri, _, _ = trained
+    _, _, tracking_uri, _ = trained
     mlflow.set_tracking_uri(tracking_uri)
     client = RecordingMLClient()
-    target = azure_ml_deploy.AzureMLTarget("sub-id", "rg-fhir", "ws-fhir", "Standard_DS3_v2", 2)
+    target = AzureMLTarget("sub-id", "rg-fhir", "ws-fhir", "Standard_DS3_v2", 2)
 
-    result = azure_ml_deploy.deploy_champion(client, MlflowClient(), DIABETES_MODEL, target)
+    result = deploy_champion(client, MlflowClient(), DIABETES_MODEL, target)
 
     assert [c[0] for c in client.calls] == [
         "models.create_or_update",

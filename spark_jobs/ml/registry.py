@@ -2,8 +2,8 @@
 champion, the inputs it was last trained on, and how many runs in a row a model with a
 champion could not be retrained (kept as registered-model tags).
 
-No pyspark here: train_models writes these tags, and the training DAG reads them on
-the Airflow side to page on-call once per episode of failed retraining.
+train_models writes these tags and, at the end of each run, pages (stale_champions)
+once per episode of failed retraining.
 """
 
 from __future__ import annotations

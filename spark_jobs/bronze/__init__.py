@@ -1,0 +1,1 @@
+"""Bronze: landing files into Delta, every record exactly once, raw."""

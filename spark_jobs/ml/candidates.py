@@ -1,0 +1,108 @@
+"""The candidate pipelines each model is chosen from (random forest, gradient-boosted
+trees, logistic regression, each after a median imputer) and the metrics that choose
+and report them."""
+
+from __future__ import annotations
+
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.classification import GBTClassifier, LogisticRegression, RandomForestClassifier
+from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.ml.feature import Imputer, StandardScaler, VectorAssembler
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame
+
+from spark_jobs.ml.labels import LABEL
+
+
+def candidate_pipelines(features: list[str], seed: int) -> dict[str, Pipeline]:
+    imputed = [f"{c}__imputed" for c in features]
+    prepare = [
+        Imputer(inputCols=features, outputCols=imputed, strategy="median"),
+        VectorAssembler(inputCols=imputed, outputCol="features"),
+    ]
+    return {
+        "random_forest": Pipeline(
+            stages=[
+                *prepare,
+                RandomForestClassifier(
+                    labelCol=LABEL, featuresCol="features", numTrees=100, maxDepth=8, seed=seed
+                ),
+            ]
+        ),
+        "gradient_boosted_trees": Pipeline(
+            stages=[
+                *prepare,
+                GBTClassifier(labelCol=LABEL, featuresCol="features", maxIter=40, maxDepth=4, seed=seed),
+            ]
+        ),
+        "logistic_regression": Pipeline(
+            stages=[
+                *prepare,
+                StandardScaler(inputCol="features", outputCol="scaled"),
+                LogisticRegression(labelCol=LABEL, featuresCol="scaled", maxIter=100, regParam=0.01),
+            ]
+        ),
+    }
+
+
+def scored(model: PipelineModel, rows: DataFrame) -> DataFrame:
+    return model.transform(rows).withColumn("score", vector_to_array("probability")[1])
+
+
+def auc(predictions: DataFrame) -> float:
+    return BinaryClassificationEvaluator(
+        labelCol=LABEL, rawPredictionCol="score", metricName="areaUnderROC"
+    ).evaluate(predictions)
+
+
+def best_threshold(predictions: DataFrame) -> float:
+    """The score threshold with the best F1 (chosen on validation, applied to test)."""
+    rows = predictions.select("score", LABEL).collect()
+    best, best_f1 = 0.5, -1.0
+    for candidate in sorted({round(r.score, 3) for r in rows}):
+        metrics = classification_metrics(rows, candidate)
+        if metrics["f1"] > best_f1:
+            best, best_f1 = candidate, metrics["f1"]
+    return best
+
+
+def classification_metrics(rows, threshold: float) -> dict[str, float]:
+    tp = sum(1 for r in rows if r.score >= threshold and r[LABEL] == 1)
+    fp = sum(1 for r in rows if r.score >= threshold and r[LABEL] == 0)
+    fn = sum(1 for r in rows if r.score < threshold and r[LABEL] == 1)
+    tn = sum(1 for r in rows if r.score < threshold and r[LABEL] == 0)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "accuracy": (tp + tn) / max(1, len(rows)),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }
+
+
+def roc_points(rows) -> list[tuple[float, float]]:
+    positives = sum(1 for r in rows if r[LABEL] == 1) or 1
+    negatives = (len(rows) - positives) or 1
+    points, tp, fp = [(0.0, 0.0)], 0, 0
+    for r in sorted(rows, key=lambda r: -r.score):
+        tp += r[LABEL] == 1
+        fp += r[LABEL] == 0
+        points.append((fp / negatives, tp / positives))
+    return points
+
+
+def feature_importances(model: PipelineModel, features: list[str]) -> dict[str, float]:
+    estimator = model.stages[-1]
+    if hasattr(estimator, "featureImportances"):
+        values = estimator.featureImportances.toArray()
+    else:  # logistic regression on standardised inputs: |coefficient|
+        values = [abs(v) for v in estimator.coefficients.toArray()]
+    total = sum(values) or 1.0
+    return dict(
+        sorted(
+            ((f, float(v) / total) for f, v in zip(features, values, strict=True)),
+            key=lambda kv: -kv[1],
+        )
+    )

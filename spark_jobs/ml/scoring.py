@@ -1,0 +1,105 @@
+"""Batch scoring: the champion models' risk scores per patient, as of one date.
+
+Loads `models:/<name>@champion` from MLflow and writes `gold/risk_scores`
+(long format: one row per patient and model), replacing the as-of slice, for
+each declared model that has a champion (JobSkipped when none has, or gold is empty):
+- a model of chronic_disease_features scores every patient's row as of D;
+- a model of readmission_features scores each patient's latest discharge on or before D.
+Each row records the model version and the decision threshold it used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from functools import reduce
+
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from fhir_contract import table_path
+from spark_jobs.gold.tables import AsOf, gold_as_of, gold_slice
+from spark_jobs.lakehouse import JobSkipped, overwrite_slice
+from spark_jobs.ml.datasets import as_doubles
+from spark_jobs.ml.registry import CHAMPION, champion_version
+from spark_jobs.ml.specs import model_specs
+
+log = logging.getLogger("fhir_lakehouse.score")
+
+
+def model_inputs(model) -> list[str]:
+    """The feature columns a trained pipeline reads (its first stage's inputs)."""
+    return list(model.stages[0].getInputCols())
+
+
+def latest_discharge_per_patient(readmission_features: DataFrame) -> DataFrame:
+    latest = Window.partitionBy("patient_id_hashed").orderBy(F.col("discharge_date").desc(), "encounter_id")
+    return (
+        readmission_features.withColumn("_rank", F.row_number().over(latest))
+        .filter("_rank = 1")
+        .drop("_rank")
+    )
+
+
+def scored_subjects(rows: DataFrame, source_table: str) -> DataFrame:
+    """The rows a model scores: one per patient (a patient's latest stay for readmission)."""
+    return latest_discharge_per_patient(rows) if source_table == "readmission_features" else rows
+
+
+def score_rows(
+    model, rows: DataFrame, *, model_name: str, version: str, threshold: float, as_of: dt.date
+) -> DataFrame:
+    features = model_inputs(model)
+    subject = F.col("encounter_id") if "encounter_id" in rows.columns else F.lit(None).cast("string")
+    scored = model.transform(as_doubles(rows, features)).withColumn(
+        "risk_score", vector_to_array("probability")[1]
+    )
+    return scored.select(
+        "patient_id_hashed",
+        F.lit(as_of).alias("as_of_date"),
+        F.lit(model_name).alias("model_name"),
+        F.lit(version).alias("model_version"),
+        F.lit(CHAMPION).alias("model_alias"),
+        "risk_score",
+        (F.col("risk_score") >= F.lit(threshold)).alias("risk_flag"),
+        F.lit(threshold).alias("threshold"),
+        subject.alias("subject_encounter_id"),
+        F.current_timestamp().alias("scored_at"),
+    )
+
+
+def run(spark: SparkSession, *, lakehouse: str, tracking_uri: str, as_of: AsOf) -> dict[str, int]:
+    """Score every declared model's champion as of `as_of` (a date or "latest"); rows per model."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient()
+    as_of = gold_as_of(spark, lakehouse, as_of)
+    specs = model_specs()
+    frames = []
+    for name, spec in specs.items():
+        version = champion_version(client, name)
+        if version is None:
+            log.warning("%s has no @%s yet: not scored", name, CHAMPION)
+            continue
+        model = mlflow.spark.load_model(f"models:/{name}@{CHAMPION}")
+        rows = scored_subjects(gold_slice(spark, lakehouse, spec.source_table, as_of), spec.source_table)
+        threshold = float(version.tags.get("threshold", 0.5))
+        frames.append(
+            score_rows(
+                model, rows, model_name=name, version=str(version.version), threshold=threshold, as_of=as_of
+            )
+        )
+    if not frames:
+        raise JobSkipped(f"no model has a @{CHAMPION} yet ({', '.join(specs)}): nothing to score")
+    scores = reduce(DataFrame.unionByName, frames)
+    path = table_path(lakehouse, "gold", "risk_scores")
+    overwrite_slice(scores, path, f"as_of_date = '{as_of}'", ["as_of_date"])
+    counts = {
+        r.model_name: r["count"]
+        for r in gold_slice(spark, lakehouse, "risk_scores", as_of).groupBy("model_name").count().collect()
+    }
+    log.info("Risk scores as of %s: %s", as_of, counts)
+    return counts
