@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fhir_contract import job_command_line
 from fhir_pipeline.alerts import page
 from fhir_pipeline.compute import (
     SPARK_JOBS,
@@ -71,30 +72,23 @@ def checkpoint_location() -> str:
 
 
 def job_arguments(paths: StreamPaths) -> list[str]:
+    """The stream's command line, from the streaming settings."""
     streaming = settings().streaming
-    args = [
-        "--source",
-        streaming.source,
-        "--lakehouse",
-        storage().lakehouse_uri,
-        "--checkpoint",
-        checkpoint_location(),
-        "--status-file",
-        str(paths.status_file),
-        "--trigger-seconds",
-        str(streaming.trigger_seconds),
-        "--max-files-per-trigger",
-        str(streaming.max_files_per_trigger),
-        "--max-records-per-trigger",
-        str(streaming.max_records_per_trigger),
-    ]
-    if streaming.source == "files":
-        args += ["--landing", storage().landing_uri]
-    else:
-        args += ["--kafka-bootstrap", streaming.kafka_bootstrap, "--kafka-topic", streaming.kafka_topic]
-        if streaming.kafka_sasl:
-            args.append("--kafka-sasl")
-    return args
+    files = streaming.source == "files"
+    return job_command_line(
+        "stream_ingest",
+        source=streaming.source,
+        lakehouse=storage().lakehouse_uri,
+        checkpoint=checkpoint_location(),
+        status_file=paths.status_file,
+        trigger_seconds=streaming.trigger_seconds,
+        max_files_per_trigger=streaming.max_files_per_trigger,
+        max_records_per_trigger=streaming.max_records_per_trigger,
+        landing=storage().landing_uri if files else None,
+        kafka_bootstrap=None if files else streaming.kafka_bootstrap,
+        kafka_topic=None if files else streaming.kafka_topic,
+        kafka_sasl=not files and streaming.kafka_sasl,
+    )
 
 
 @dataclass(frozen=True)
