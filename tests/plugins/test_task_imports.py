@@ -1,10 +1,10 @@
 """What an Airflow task process imports when a Spark job task runs, up to the launch
 of the job: neither pyspark nor MLflow nor the jobs' package (they run in the Spark
-driver), only the dependency-free job contract (fhir_contract). Each backend runs every
-Spark job task of every DAG in a fresh interpreter: spark-submit with a stand-in binary
-that exits 0; the job server and the Databricks Jobs API with one local stand-in that
-answers "exit status: 0" to a job and PENDING to a submitted run, where the Databricks
-task defers to the triggerer."""
+driver), only the dependency-free job contract (fhir_contract). For each backend, every
+Spark job task of every DAG, and the task that pages a job's summary, runs in a fresh
+interpreter: spark-submit with a stand-in binary that exits 0; the job server and the
+Databricks Jobs API with one local stand-in that answers "exit status: 0" to a job and
+PENDING to a submitted run, where the Databricks task defers to the triggerer."""
 
 from __future__ import annotations
 
@@ -61,6 +61,10 @@ PROBE = textwrap.dedent(
     ran = []
     for dag in DagBag(dag_folder=sys.argv[3]).dags.values():
         for task in dag.tasks:
+            if task.task_id == "page_stale_champions":  # reads the summary train_models wrote
+                task.python_callable(run_id="manual__probe")
+                ran.append(f"{dag.dag_id}.{task.task_id}")
+                continue
             if isinstance(task, SparkJobOperator):
                 task._spark_binary = sys.argv[1]
             elif not isinstance(task, (JobServerOperator, DatabricksJobOperator)):
@@ -83,6 +87,7 @@ def test_a_spark_task_imports_no_spark_mlflow_or_job_module(backend, tmp_path):
     env = {
         "FHIR__COMPUTE__BACKEND": backend,
         "FHIR__COMPUTE__JOB_SERVER_URL": f"http://127.0.0.1:{port}",
+        "FHIR_LAKEHOUSE_URI": str(tmp_path / "lakehouse"),
         "AIRFLOW_CONN_DATABRICKS_DEFAULT": json.dumps(
             {"conn_type": "databricks", "host": "127.0.0.1", "port": port, "schema": "http", "password": "t"}
         ),
@@ -96,5 +101,9 @@ def test_a_spark_task_imports_no_spark_mlflow_or_job_module(backend, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert {"fhir_batch_pipeline.silver_normalize", "fhir_ml_training.train_models"} <= set(report["ran"])
+    assert {
+        "fhir_batch_pipeline.silver_normalize",
+        "fhir_ml_training.train_models",
+        "fhir_ml_training.page_stale_champions",
+    } <= set(report["ran"])
     assert report["loaded"] == [], f"{backend}: {report['loaded']}"
