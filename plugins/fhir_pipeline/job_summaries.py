@@ -22,7 +22,7 @@ def _storage_path(uri: str):
 
     if azure_location(uri):
         return ObjectStoragePath(uri, conn_id=settings().landing.wasb_conn_id)
-    return ObjectStoragePath(f"file://{uri}")
+    return ObjectStoragePath(uri if "://" in uri else f"file://{uri}")
 
 
 def read_job_summary(uri: str) -> dict | None:
