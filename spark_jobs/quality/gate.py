@@ -18,7 +18,7 @@ log = logging.getLogger("fhir_lakehouse.quality")
 
 
 class QualityGateError(PermanentJobError):
-    pass
+    """A threshold is crossed: the run fails at once, naming every breach."""
 
 
 def measure(spark: SparkSession, lakehouse: str, run_date: dt.date, thresholds: QualityThresholds) -> dict:

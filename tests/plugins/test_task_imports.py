@@ -37,6 +37,7 @@ PROBE = textwrap.dedent(
 
         def do_POST(self):
             self.rfile.read(int(self.headers["Content-Length"]))
+            posted.append(self.path)
             if self.path.endswith("/jobs/runs/submit"):
                 return self._send(b'{"run_id": 1}')
             self._send(b"exit status: 0\\n")
@@ -45,6 +46,7 @@ PROBE = textwrap.dedent(
             state = {"life_cycle_state": "PENDING", "state_message": ""}
             self._send(json.dumps({"run_id": 1, "job_id": 7, "state": state, "run_page_url": "http://dbx/1"}).encode())
 
+    posted = []  # each job started on the job server or submitted to Databricks
     server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), Backends)
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
@@ -75,7 +77,7 @@ PROBE = textwrap.dedent(
                 pass
             ran.append(f"{dag.dag_id}.{task.task_id}")
     loaded = [m for m in sys.modules if m.split(".")[0] in ("pyspark", "mlflow", "py4j", "spark_jobs")]
-    print(json.dumps({"ran": ran, "loaded": loaded}))
+    print(json.dumps({"ran": ran, "loaded": loaded, "posted": len(posted)}))
     """
 )
 
@@ -107,3 +109,6 @@ def test_a_spark_task_imports_no_spark_mlflow_or_job_module(backend, tmp_path):
         "fhir_ml_training.page_stale_champions",
     } <= set(report["ran"])
     assert report["loaded"] == [], f"{backend}: {report['loaded']}"
+    # Each Spark task got as far as its request (spark-submit's stand-in binary posts nothing).
+    spark_tasks = len(report["ran"]) - 1  # all but page_stale_champions
+    assert report["posted"] == (0 if backend == "spark_submit" else spark_tasks)
