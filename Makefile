@@ -107,9 +107,13 @@ $(PHI_KEY_FILE):
 	mkdir -p $(LOCAL)
 	umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_hex(32))" > $@
 
+# The lock resolves as the package index stood on LOCK_DATE, keeping the pins it
+# already has where they still fit: the same requirements give the same lock. Move
+# the date to take newer packages.
+LOCK_DATE := 2026-12-07
 lock:
 	$(VENV)/bin/uv pip compile requirements.txt requirements-dev.txt \
-	    --python-version 3.11 --no-header -o constraints.txt
+	    --python-version 3.11 --no-header --exclude-newer $(LOCK_DATE)T00:00:00Z -o constraints.txt
 
 env:
 	@for v in PATH PYTHONPATH FHIR_SPARK_JARS_DIR FHIR_LANDING_URI FHIR_LAKEHOUSE_URI \

@@ -66,6 +66,10 @@ SESSION_DEFAULTS: dict[str, str] = {
     # Timestamps as Parquet INT64 microseconds, not the legacy INT96 (Julian day +
     # nanoseconds, dictionary-encoded as 12-byte arrays): faster to write.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    # PySpark otherwise records the Python call site on the JVM around every Column and
+    # DataFrame call (several py4j round trips each), which made building the view
+    # expressions most of a small silver run. Errors still name the failing expression.
+    "spark.python.sql.dataFrameDebugging.enabled": "false",
 }
 
 

@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -51,12 +51,20 @@ SILVER_PHI_REDUCTIONS = {
 }
 
 
+@lru_cache(maxsize=128)
+def compiled_view(text: str) -> CompiledView:
+    """A view file's text compiled, once per process: a job server or a test session
+    compiles the same views for every silver run, and their Columns hold no session."""
+    return compile_view(json.loads(text), resource_key=F.col(BRONZE_RESOURCE_ID))
+
+
 def silver_source_view(name: str) -> SilverView:
     """One of silver's own views, include/silver_views/<name>.json, compiled and checked."""
     path = include_path("silver_views", f"{name}.json")
-    view = json.loads(path.read_text())
+    text = path.read_text()
+    view = json.loads(text)
     try:
-        compiled = compile_view(view, resource_key=F.col(BRONZE_RESOURCE_ID))
+        compiled = compiled_view(text)
         reduced = _reduced_columns(view["select"])
         phi_policy.check(compiled, exempt=frozenset(reduced))
     except ViewCompileError as exc:
@@ -105,7 +113,7 @@ def load_views(spark: SparkSession, extra_folder: str | None, reserved: set[str]
     for source, text in _definitions(spark, extra_folder):
         try:
             view = json.loads(text)
-            compiled = compile_view(view, resource_key=F.col(BRONZE_RESOURCE_ID))
+            compiled = compiled_view(text)
             phi_policy.check(compiled)
         except (json.JSONDecodeError, ViewCompileError) as exc:
             raise PermanentJobError(f"view {source}: {exc}") from None
