@@ -48,14 +48,15 @@ export AIRFLOW__API__BASE_URL ?= http://localhost:8080
 COMPUTE_BACKEND ?= job_server
 JOB_SERVER_PORT ?= 8998
 
-.PHONY: help setup lock test demo airflow down generate env clean bench bench-stream r4-elements
+.PHONY: help setup lock test demo airflow cluster down generate env clean bench bench-stream r4-elements
 
 help:
 	@echo "make demo      set up, start Airflow, run the pipeline on a day of synthetic data (PATIENTS=$(PATIENTS))"
 	@echo "make test      set up, run the whole test suite"
 	@echo "make setup     create .venv, fetch Spark jars and Azurite (idempotent)"
 	@echo "make airflow   start 'airflow standalone' in the background (UI on :8080)"
-	@echo "make down      stop every process 'make airflow' started"
+	@echo "make cluster   start a Spark standalone cluster on 127.0.0.1 (master :7077, UI :8081, 2 workers)"
+	@echo "make down      stop every process 'make airflow' and 'make cluster' started"
 	@echo "make generate  synthetic FHIR landing data: PATIENTS=$(PATIENTS) SEED=$(SEED) DATE=$(DATE)"
 	@echo "make lock      re-resolve constraints.txt from requirements*.txt"
 	@echo "make r4-elements  regenerate include/fhir/r4_elements.json from the FHIR R4 StructureDefinitions"
@@ -67,9 +68,10 @@ help:
 KAFKA_LIBS := $(LOCAL)/kafka/libs
 
 CLASS_ARCHIVE := $(LOCAL)/spark-classes.jsa
+EXECUTOR_ENV := $(LOCAL)/executor-env/.built
 
 setup: $(VENV)/.installed $(JARS_DIR)/.fetched $(KAFKA_LIBS)/.fetched node_modules/.installed $(PHI_KEY_FILE) \
-    $(CLASS_ARCHIVE)
+    $(CLASS_ARCHIVE) $(EXECUTOR_ENV)
 
 $(VENV)/.installed: constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -102,6 +104,12 @@ node_modules/.installed: package.json package-lock.json
 # every later local driver maps them instead of loading them (tools/spark_class_archive.py).
 $(CLASS_ARCHIVE): $(VENV)/.installed $(JARS_DIR)/.fetched
 	$(VENV)/bin/python -m tools.spark_class_archive --out $@
+
+# The Python environment Spark executors run in on a cluster, shipped with --archives
+# (tools/executor_env.py; about 10 s, cached by its inputs).
+$(EXECUTOR_ENV): $(VENV)/.installed requirements-executor.txt constraints.txt tools/executor_env.py
+	$(VENV)/bin/python -m tools.executor_env
+	touch $@
 
 $(PHI_KEY_FILE):
 	mkdir -p $(LOCAL)
@@ -221,6 +229,14 @@ down:
 	    for i in $$(seq 1 20); do pgrep -g $$pgid >/dev/null || break; sleep 1; done; \
 	    kill -KILL -- -$$pgid 2>/dev/null || true; \
 	    rm -f $(RUN_DIR)/job-server.pid; echo "Job server stopped"; fi
+	@if [ -d $(CLUSTER_DIR) ]; then python -m tools.spark_cluster down --root $(CLUSTER_DIR); fi
+
+# A Spark standalone cluster as the tests start it (tools/spark_cluster.py, the one
+# definition docker-compose's spark services match): jobs reach it with
+# AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "spark://127.0.0.1", "port": 7077}'.
+CLUSTER_DIR := $(LOCAL)/cluster
+cluster: $(VENV)/.installed
+	python -m tools.spark_cluster up --root $(CLUSTER_DIR)
 
 demo: setup airflow
 	python -m tools.demo --patients $(PATIENTS) --seed $(SEED)

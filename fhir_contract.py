@@ -167,6 +167,11 @@ def class_archive_option(archive: Path = CLASS_ARCHIVE) -> str | None:
     return f"-XX:SharedArchiveFile={shlex.quote(str(archive))}" if archive.is_file() else None
 
 
+# The name include/ (code sets, views, configuration) is shipped under to spark-submit
+# jobs (`--archives <zip>#include`), where they run from a zip with no repository.
+INCLUDE_ARCHIVE = "include"
+
+
 # A job that has news for on-call (a model gone stale, drift) writes it as one JSON file,
 # {"pages": [{"subject": ..., "message": ...}]}, and the DAG's next task pages each
 # through the notifier factory: jobs import no Airflow.

@@ -15,12 +15,28 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from fhir_contract import INCLUDE_ARCHIVE
+
 
 def include_path(*parts: str) -> Path:
-    """A file under include/. FHIR_INCLUDE_DIR points there when the jobs run from a
-    zip shipped by spark-submit (its modules have no repository around them)."""
-    root = os.environ.get("FHIR_INCLUDE_DIR") or Path(__file__).resolve().parent.parent / "include"
-    return Path(root, *parts)
+    """A file under include/: FHIR_INCLUDE_DIR if set, else the repository's beside this
+    package, else (the jobs run from a zip shipped by spark-submit, with no repository
+    around them) the copy shipped with `--archives <zip>#include` (fhir_contract.INCLUDE_ARCHIVE),
+    which Spark unpacks on the driver and every executor."""
+    configured = os.environ.get("FHIR_INCLUDE_DIR")
+    if configured:
+        return Path(configured, *parts)
+    beside = Path(__file__).resolve().parent.parent / "include"
+    return Path(beside if beside.is_dir() else _shipped_include() or beside, *parts)
+
+
+def _shipped_include() -> Path | None:
+    from pyspark import SparkContext, SparkFiles
+
+    if not (SparkFiles._is_running_on_worker or SparkContext._active_spark_context):
+        return None
+    folder = Path(SparkFiles.getRootDirectory(), INCLUDE_ARCHIVE)
+    return folder if folder.is_dir() else None
 
 
 @cache

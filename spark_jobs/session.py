@@ -11,7 +11,7 @@ session-level settings are applied there.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
@@ -143,27 +143,54 @@ def build_spark_session(
 def configure_azure_storage(spark: SparkSession, environ: dict[str, str] | None = None) -> None:
     """Credentials for abfs(s):// landing zones, from the environment (never the command line).
 
+    Applied to the session's Hadoop configuration, which the executors receive with
+    their tasks (see azure_storage_settings).
+    """
+    settings = azure_storage_settings(os.environ if environ is None else environ)
+    if settings:
+        hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+        for key, value in settings.items():
+            hadoop.set(key, value)
+
+
+# An emulator answers at once or not at all: ABFS's default 30 retries with backoff took
+# about 10 minutes to report a bad endpoint.
+EMULATOR_MAX_RETRIES = "2"
+
+
+def azure_storage_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """The Hadoop settings for Azure storage that the environment asks for.
+
     FHIR_AZURE_STORAGE_ACCOUNT + FHIR_AZURE_STORAGE_KEY give shared-key access
     to <account>.dfs.core.windows.net. FHIR_AZURE_STORAGE_ENDPOINT (host:port)
     points ABFS at an emulator such as Azurite, which speaks only the Blob API
     over plain HTTP. Without these variables the cluster's own configuration
     (managed identity, Databricks secrets) applies.
     """
-    env = os.environ if environ is None else environ
     account = env.get("FHIR_AZURE_STORAGE_ACCOUNT")
     if not account:
-        return
-    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+        return {}
+    settings: dict[str, str] = {}
     host = f"{account}.dfs.core.windows.net"
     key = env.get("FHIR_AZURE_STORAGE_KEY")
     if key:
-        hadoop.set(f"fs.azure.account.auth.type.{host}", "SharedKey")
-        hadoop.set(f"fs.azure.account.key.{host}", key)
+        settings[f"fs.azure.account.auth.type.{host}"] = "SharedKey"
+        settings[f"fs.azure.account.key.{host}"] = key
     endpoint = env.get("FHIR_AZURE_STORAGE_ENDPOINT")
     if endpoint:
-        hadoop.set("fs.azure.abfs.endpoint", endpoint)
-        hadoop.set("fs.azure.always.use.https", "false")
-        hadoop.set("fs.azure.account.hns.enabled", "false")
-        hadoop.set("fs.azure.fns.account.service.type", "BLOB")
-        # ABFS's default HTTP client insists on TLS, even for http:// endpoints.
-        hadoop.set("fs.azure.networking.library", "JDK_HTTP_URL_CONNECTION")
+        settings.update(
+            {
+                "fs.azure.abfs.endpoint": endpoint,
+                "fs.azure.always.use.https": "false",
+                "fs.azure.account.hns.enabled": "false",
+                "fs.azure.fns.account.service.type": "BLOB",
+                # ABFS's default HTTP client insists on TLS, even for http:// endpoints.
+                "fs.azure.networking.library": "JDK_HTTP_URL_CONNECTION",
+                # abfss:// (the URIs production uses) through the plain-HTTP ABFS class: the
+                # secure one forces TLS, which an emulator's HTTP port never answers. Every
+                # FileSystem path (Delta, landing, summaries, on every executor) goes through it.
+                "fs.abfss.impl": "org.apache.hadoop.fs.azurebfs.AzureBlobFileSystem",
+                "fs.azure.io.retry.max.retries": EMULATOR_MAX_RETRIES,
+            }
+        )
+    return settings

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tools import spark_cluster
+
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 
@@ -470,8 +472,31 @@ def test_spark_cluster_matches_the_airflow_connection():
     assert "7077:7077" in master["ports"] and "8081:8080" in [p.split()[0] for p in master["ports"]]
     assert "org.apache.spark.deploy.worker.Worker" in worker_cmd
     assert "spark://spark-master:7077" in worker_cmd
-    assert "--cores 2" in worker_cmd and "--memory 2g" in worker_cmd
     assert worker["depends_on"]["spark-master"]["condition"] == "service_healthy"
+
+
+def test_spark_services_run_the_cluster_definition():
+    """The compose cluster is the one `make cluster` and the cluster tests start
+    (tools/spark_cluster.py): same classes, ports, cores and memory per worker, number
+    of workers and worker settings; only the host names differ."""
+    master = services()["spark-master"]
+    worker = services()["spark-worker"]
+    assert master["command"] == spark_cluster.master_command(
+        "spark-master", spark_cluster.MASTER_PORT, spark_cluster.MASTER_WEBUI_PORT
+    )
+    assert worker["command"] == spark_cluster.worker_command(
+        f"spark://spark-master:{spark_cluster.MASTER_PORT}",
+        spark_cluster.WORKER_WEBUI_PORT,
+        spark_cluster.CONTAINER_WORK_DIR,
+    )
+    assert worker["deploy"]["replicas"] == spark_cluster.WORKERS
+    assert environment(worker)["SPARK_WORKER_OPTS"] == spark_cluster.WORKER_OPTS
+    # Host ports: the same on this machine (make cluster) as compose publishes them.
+    published = [str(p).split()[0] for p in master["ports"]]
+    assert f"{spark_cluster.MASTER_PORT}:{spark_cluster.MASTER_PORT}" in published
+    assert f"{spark_cluster.LOCAL_MASTER_WEBUI_PORT}:{spark_cluster.MASTER_WEBUI_PORT}" in published
+    first, last = min(spark_cluster.LOCAL_WORKER_WEBUI_PORTS), max(spark_cluster.LOCAL_WORKER_WEBUI_PORTS)
+    assert f"{first}-{last}:{spark_cluster.WORKER_WEBUI_PORT}" in [str(p).split()[0] for p in worker["ports"]]
 
 
 def test_azurite_and_mlflow_services():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from pyspark.sql import DataFrame
@@ -41,6 +42,28 @@ def comparable(df: DataFrame, ignore: set[str]) -> DataFrame:
         nested = isinstance(field.dataType, T.MapType | T.ArrayType | T.StructType)
         columns.append(F.to_json(F.col(field.name)).alias(field.name) if nested else F.col(field.name))
     return df.select(*columns)
+
+
+# Decimals floating-point values are compared to in a checksum: a distributed aggregate
+# adds its partial sums in whatever order they arrive, which moves the last bits.
+CHECKSUM_DIGITS = 9
+
+
+def table_checksum(df: DataFrame, ignore: Iterable[str] = RUN_METADATA) -> tuple[int, int]:
+    """(row count, checksum): the sum of every row's 64-bit hash over every column but
+    `ignore` (nested values as JSON, floating point to CHECKSUM_DIGITS decimals, which
+    columns are null hashed too), so the order of the rows does not matter."""
+    frame = comparable(df, set(ignore))
+    columns = [
+        F.round(F.col(f.name), CHECKSUM_DIGITS)
+        if isinstance(f.dataType, T.FloatType | T.DoubleType)
+        else F.col(f.name)
+        for f in frame.schema.fields
+    ]
+    nulls = F.array(*[column.isNull() for column in columns])
+    row_hash = F.xxhash64(*columns, nulls).cast(T.DecimalType(20, 0))
+    count, total = frame.select(F.count(F.lit(1)), F.sum(row_hash)).first()
+    return count, int(total or 0)
 
 
 def compare(spark, a: Path, b: Path, layer: str, name: str, ignore: set[str]) -> str | None:

@@ -39,16 +39,18 @@ from fhir_contract import (
     DRIVER_MEMORY,
     EXIT_PERMANENT,
     EXIT_SKIPPED,
+    INCLUDE_ARCHIVE,
     JVM_OPTIONS,
     class_archive_option,
     delta_jars,
     job_command_line,
 )
 from fhir_pipeline.config import REPO_ROOT, settings
-from fhir_pipeline.provider_internals import spark_submit_exit_status
+from fhir_pipeline.provider_internals import spark_submit_command, spark_submit_exit_status
 
 SPARK_JOBS = REPO_ROOT / "spark_jobs"
 CONTRACT = REPO_ROOT / "fhir_contract.py"
+INCLUDE = REPO_ROOT / "include"
 # Environment the Spark job reads (see spark_jobs.phi and spark_jobs.session).
 SECRET_ENV = ("FHIR_PHI_HASH_KEY", "FHIR_AZURE_STORAGE_KEY")
 PASSED_ENV = (
@@ -94,16 +96,26 @@ def spark_submit_conf() -> dict[str, str]:
 def package_spark_jobs() -> str:
     """spark_jobs/ (with its subpackages) and the job contract as a zip for --py-files,
     rebuilt only when their sources change."""
-    sources = sorted([*SPARK_JOBS.rglob("*.py"), CONTRACT])
+    return _zip("fhir_spark_jobs", REPO_ROOT, sorted([*SPARK_JOBS.rglob("*.py"), CONTRACT]))
+
+
+def package_include() -> str:
+    """include/ (code sets, views, configuration) as a zip for `--archives <zip>#include`,
+    which the jobs find on the driver and the executors (spark_jobs.codesets.include_path)."""
+    return _zip("fhir_include", INCLUDE, sorted(p for p in INCLUDE.rglob("*") if p.is_file()))
+
+
+def _zip(name: str, base: Path, sources: list[Path]) -> str:
+    """A zip of these files (named relative to `base`), rebuilt only when they change."""
     digest = hashlib.sha256(
-        b"".join(p.relative_to(REPO_ROOT).as_posix().encode() + p.read_bytes() for p in sources)
+        b"".join(p.relative_to(base).as_posix().encode() + p.read_bytes() for p in sources)
     ).hexdigest()[:16]
-    target = Path(tempfile.gettempdir()) / f"fhir_spark_jobs-{digest}.zip"
+    target = Path(tempfile.gettempdir()) / f"{name}-{digest}.zip"
     if not target.exists():
         partial = target.with_suffix(f".{os.getpid()}.tmp")
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sources:
-                archive.write(path, path.relative_to(REPO_ROOT).as_posix())
+                archive.write(path, path.relative_to(base).as_posix())
         partial.replace(target)
     return str(target)
 
@@ -119,7 +131,9 @@ def _secret(name: str) -> str | None:
     return Variable.get(name.lower(), default=None)
 
 
-def job_environment() -> dict[str, str]:
+def job_environment(include_shipped: bool = False) -> dict[str, str]:
+    """The job's environment: storage settings, secrets and, unless include/ ships with
+    the job (package_include), where the repository's include/ is."""
     from airflow.sdk.log import mask_secret
 
     env = {name: os.environ[name] for name in PASSED_ENV if os.environ.get(name)}
@@ -128,7 +142,8 @@ def job_environment() -> dict[str, str]:
         if value:
             mask_secret(value)
             env[name] = value
-    env["FHIR_INCLUDE_DIR"] = str(REPO_ROOT / "include")
+    if not include_shipped:
+        env["FHIR_INCLUDE_DIR"] = str(INCLUDE)
     # Local executors must run the interpreter that has the project's packages.
     env.setdefault("PYSPARK_PYTHON", sys.executable)
     return env
@@ -154,13 +169,25 @@ class SparkJobOperator(SparkSubmitOperator):
             **kwargs,
         )
         self.job = job
+        self.given_archives = self._archives
 
-    def execute(self, context):
+    def prepare(self) -> None:
+        """What spark-submit gets, set at run time: the conf, spark_jobs/ as --py-files,
+        include/ (and any archives given) as --archives, the secrets in its environment."""
         self.conf = spark_submit_conf()
         self.py_files = package_spark_jobs()
-        self.env_vars = job_environment()
+        include = f"{package_include()}#{INCLUDE_ARCHIVE}"
+        self._archives = ",".join(filter(None, [include, self.given_archives]))
+        self.env_vars = job_environment(include_shipped=True)
         # The hook reads these at construction, after templating.
         self._hook = None
+
+    def submit_command(self) -> list[str]:
+        """The spark-submit command line execute runs (after prepare)."""
+        return spark_submit_command(self._get_hook(), self.application)
+
+    def execute(self, context):
+        self.prepare()
         try:
             return super().execute(context)
         except Exception as exc:

@@ -13,7 +13,7 @@ from delta.tables import DeltaTable
 from pyspark.testing import assertDataFrameEqual
 
 from fhir_contract import CLASS_ARCHIVE, JVM_OPTIONS, class_archive_option, delta_jars
-from spark_jobs.session import without_parquet_dictionary
+from spark_jobs.session import azure_storage_settings, without_parquet_dictionary
 
 
 def test_session_has_project_defaults(spark):
@@ -179,3 +179,31 @@ def test_drivers_map_the_class_archive_setup_recorded(tmp_path):
         assert f"-XX:SharedArchiveFile={CLASS_ARCHIVE}" in args.split("|"), name
         assert "-Xshare:on" in args.split("|"), name
         assert set(JVM_OPTIONS.split()) <= set(args.split("|")), name
+
+
+def test_azure_storage_settings_come_from_the_environment_only():
+    assert azure_storage_settings({}) == {}
+    account = {"FHIR_AZURE_STORAGE_ACCOUNT": "acct", "FHIR_AZURE_STORAGE_KEY": "k"}
+    production = azure_storage_settings(account)
+    assert production == {
+        "fs.azure.account.auth.type.acct.dfs.core.windows.net": "SharedKey",
+        "fs.azure.account.key.acct.dfs.core.windows.net": "k",
+    }
+
+
+def test_an_emulator_serves_abfss_uris_over_http_and_fails_fast():
+    """abfss:// (production's scheme) goes through the plain-HTTP ABFS class when an
+    emulator is configured: the secure class forced TLS on Azurite's HTTP port and
+    retried silently for about 10 minutes. Checked against a real Azurite by
+    tests/integration/test_cluster_e2e.py, whose lakehouse and landing are abfss://."""
+    settings = azure_storage_settings(
+        {
+            "FHIR_AZURE_STORAGE_ACCOUNT": "devstoreaccount1",
+            "FHIR_AZURE_STORAGE_KEY": "k",
+            "FHIR_AZURE_STORAGE_ENDPOINT": "127.0.0.1:10000",
+        }
+    )
+    assert settings["fs.abfss.impl"] == "org.apache.hadoop.fs.azurebfs.AzureBlobFileSystem"
+    assert settings["fs.azure.abfs.endpoint"] == "127.0.0.1:10000"
+    assert settings["fs.azure.always.use.https"] == "false"
+    assert int(settings["fs.azure.io.retry.max.retries"]) <= 3
