@@ -66,6 +66,7 @@ with DAG(
         lakehouse=paths.lakehouse_uri,
         tracking_uri=paths.mlflow_tracking_uri,
         as_of=AS_OF,
+        min_rows=ml.min_labelled_rows,
         page_after_retrain_skips=ml.page_after_retrain_skips,
         summary_out=TRAINING_SUMMARY,
     )

@@ -17,6 +17,7 @@ import os
 from spark_jobs.lakehouse import configure_logging, run_job
 from spark_jobs.ml.azure_deploy import AzureMLTarget, run
 from spark_jobs.ml.specs import model_specs
+from spark_jobs.session import build_spark_session
 
 
 def target_from(args: argparse.Namespace) -> AzureMLTarget | None:
@@ -31,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="azure_ml_deploy", description=__doc__.split("\n")[0])
     parser.add_argument("--tracking-uri", default=env("MLFLOW_TRACKING_URI"))
-    parser.add_argument("--model", nargs="+", default=list(model_specs()))
+    parser.add_argument("--model", nargs="+", default=None, help="default: every declared model")
     parser.add_argument("--subscription-id", default=env("AZUREML_SUBSCRIPTION_ID"))
     parser.add_argument("--resource-group", default=env("AZUREML_RESOURCE_GROUP"))
     parser.add_argument("--workspace", default=env("AZUREML_WORKSPACE"))
@@ -44,7 +45,13 @@ def main(argv: list[str] | None = None, spark: object | None = None) -> list[dic
     """`spark` is the job server's session, which registration does not use."""
     configure_logging()
     args = parse_args(argv)
-    return run(tracking_uri=args.tracking_uri, models=args.model, target=target_from(args))
+    target = target_from(args)
+    models = args.model
+    if target is not None and models is None:
+        if spark is None:  # spark-submit unpacks include/, which declares the models, with a session
+            build_spark_session("fhir-azure-ml-deploy")
+        models = list(model_specs())
+    return run(tracking_uri=args.tracking_uri, models=models, target=target)
 
 
 if __name__ == "__main__":

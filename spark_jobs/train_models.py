@@ -18,7 +18,6 @@ from pyspark.sql import SparkSession
 
 from spark_jobs.gold.tables import as_of_argument
 from spark_jobs.lakehouse import configure_logging, run_job
-from spark_jobs.ml.specs import model_specs
 from spark_jobs.ml.train_job import run
 from spark_jobs.session import build_spark_session
 
@@ -39,8 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--force", action="store_true", help="retrain even on the inputs a model was last trained on"
     )
-    declared = list(model_specs())
-    parser.add_argument("--models", nargs="+", default=declared, choices=declared)
+    # Checked against include/ml/models.json by run(): include/ may only be found once
+    # the session has unpacked it (spark-submit --archives on a cluster).
+    parser.add_argument("--models", nargs="+", default=None, help="default: every declared model")
     parser.add_argument(
         "--page-after-retrain-skips",
         type=int,

@@ -31,12 +31,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def fake_spark_submit(folder: Path, exit_code: int, argv_file: Path | None = None) -> str:
-    """A stand-in spark-submit binary in `folder` that exits `exit_code`, writing the
-    arguments it got as JSON to `argv_file` when given."""
+def fake_spark_submit(folder: Path, exit_code: int, launch_file: Path | None = None) -> str:
+    """A stand-in spark-submit binary in `folder` that exits `exit_code`, writing how it
+    was launched (its arguments, working folder and environment) as JSON to
+    `launch_file` when given."""
     script = folder / "spark-submit"
-    record = f"json.dump(sys.argv[1:], open({str(argv_file)!r}, 'w'))\n" if argv_file else ""
-    script.write_text(f"#!{sys.executable}\nimport json, sys\n{record}sys.exit({exit_code})\n")
+    launch = "{'argv': sys.argv[1:], 'cwd': os.getcwd(), 'env': dict(os.environ)}"
+    record = f"json.dump({launch}, open({str(launch_file)!r}, 'w'))\n" if launch_file else ""
+    script.write_text(f"#!{sys.executable}\nimport json, os, sys\n{record}sys.exit({exit_code})\n")
     script.chmod(0o755)
     return str(script)
 

@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -96,6 +97,27 @@ def job_conf(driver_python: str = sys.executable) -> dict[str, str]:
 def executor_archive(archive: Path | str) -> str:
     """The --archives entry of the executor environment built by tools.executor_env."""
     return f"{archive}#{EXECUTOR_ENVIRONMENT}"
+
+
+def airflow_environment(cluster: Cluster, archive: Path | str) -> dict[str, str]:
+    """What an Airflow deployment sets for its tasks to spark-submit to this cluster in
+    client mode, the executors running the shipped environment `archive`."""
+    from fhir_pipeline.config import load_settings
+
+    defaults = load_settings(environ={}).compute.spark_conf  # the YAML's, without overrides
+    return {
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(
+            {
+                "conn_type": "spark",
+                "host": f"spark://{HOST}",
+                "port": cluster.master_port,
+                "extra": {"deploy-mode": "client"},
+            }
+        ),
+        "FHIR__COMPUTE__BACKEND": "spark_submit",
+        "FHIR__COMPUTE__SPARK_CONF": json.dumps({**defaults, **job_conf()}),
+        "FHIR__COMPUTE__ARCHIVES": executor_archive(archive),
+    }
 
 
 def spark_home() -> Path:
@@ -212,26 +234,40 @@ class Cluster:
         (self.root / "logs").mkdir(exist_ok=True)
         deadline = time.monotonic() + timeout
         launched: list[str] = []
-        for name, (command, env) in self.processes().items():
-            if name != "master":
-                Path(env["SPARK_WORKER_DIR"]).mkdir(exist_ok=True)
-            with (self.root / "logs" / f"{name}.out").open("ab") as log:
-                process = subprocess.Popen(
-                    command,
-                    env=env,
-                    cwd=self.root,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            self.pid_file(name).write_text(str(process.pid))
+        for name in self.names():
+            self.launch(name)
             launched.append(name)
             if name == "master":
                 self._wait(lambda: _listening(self.master_port), deadline, "the master's port", launched)
         self._wait(
             lambda: self.alive_workers() == WORKERS, deadline, f"{WORKERS} workers to register", launched
         )
+
+    def launch(self, name: str) -> int:
+        """Start one process of the cluster (master or worker-N) in its own process group."""
+        command, env = self.processes()[name]
+        if name != "master":
+            Path(env["SPARK_WORKER_DIR"]).mkdir(exist_ok=True)
+        with (self.root / "logs" / f"{name}.out").open("ab") as log:
+            process = subprocess.Popen(
+                command,
+                env=env,
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.pid_file(name).write_text(str(process.pid))
+        return process.pid
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process's group (a worker and the executors it runs), as a lost machine."""
+        pid = self.running()[name]
+        _signal_group(pid, signal.SIGKILL)
+        while _group_alive(pid):
+            time.sleep(0.1)
+        self.pid_file(name).unlink(missing_ok=True)
 
     def _wait(self, ready, deadline: float, what: str, launched: list[str]) -> None:
         while not ready():
@@ -299,6 +335,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Spark cluster up: {cluster.master_url} ({WORKERS} workers, {WORKER_CORES} core each), "
         f"UI http://{HOST}:{cluster.master_webui_port}, logs {args.root}/logs. Stop it with: make down"
     )
+    from tools import executor_env
+
+    print("Airflow's tasks run on it with:")
+    for name, value in airflow_environment(cluster, executor_env.build()).items():
+        print(f"  export {name}={shlex.quote(value)}")
     return 0
 
 

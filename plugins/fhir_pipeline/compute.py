@@ -4,9 +4,12 @@ spark-submit task, a run in the local job server or a Databricks run of
 name a backend.
 
 spark_submit: SparkSubmitOperator over the `spark_default` connection (local[2],
-spark://..., yarn, k8s://...), shipping spark_jobs/ as a zip (--py-files) and the
-jars from FHIR_SPARK_JARS_DIR (--jars). Secrets (the PHI key, storage account
-keys) reach the job through its environment, never its command line.
+spark://..., yarn, k8s://...), shipping spark_jobs/ as a zip (--py-files), include/
+and compute.archives (--archives) and the jars from FHIR_SPARK_JARS_DIR (--jars).
+The driver starts in an empty folder with the repository off PYTHONPATH, so a job
+leaning on files beside the code fails in every run, not first on a cluster.
+Secrets (the PHI key, storage account keys) reach the job through its environment,
+never its command line.
 job_server: a POST to the long-lived local driver of spark_jobs/job_server.py
 (compute.job_server_url), which runs the job in its warm JVM and streams its log
 back; the server's own environment holds the secrets (local and small runs).
@@ -22,6 +25,7 @@ cannot fix it; any other failure retries per policy and then pages.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -59,6 +63,9 @@ PASSED_ENV = (
     "MLFLOW_TRACKING_URI",
     "FHIR_SPARK_JARS_DIR",
 )
+# What a spark-submit driver must not inherit from the Airflow worker: the jobs come
+# from the shipped zip and include/ from the shipped archive, not the repository.
+OFF_REPOSITORY_ENV = {"PYTHONPATH": "", "FHIR_INCLUDE_DIR": ""}
 
 
 class PermanentJobFailure(Exception):
@@ -177,8 +184,9 @@ class SparkJobOperator(SparkSubmitOperator):
         self.conf = spark_submit_conf()
         self.py_files = package_spark_jobs()
         include = f"{package_include()}#{INCLUDE_ARCHIVE}"
-        self._archives = ",".join(filter(None, [include, self.given_archives]))
-        self.env_vars = job_environment(include_shipped=True)
+        archives = [include, *settings().compute.archives, self.given_archives]
+        self._archives = ",".join(filter(None, archives))
+        self.env_vars = {**job_environment(include_shipped=True), **OFF_REPOSITORY_ENV}
         # The hook reads these at construction, after templating.
         self._hook = None
 
@@ -189,7 +197,8 @@ class SparkJobOperator(SparkSubmitOperator):
     def execute(self, context):
         self.prepare()
         try:
-            return super().execute(context)
+            with tempfile.TemporaryDirectory(prefix="fhir-driver-") as empty, contextlib.chdir(empty):
+                return super().execute(context)
         except Exception as exc:
             outcome = exit_outcome(self.job, spark_submit_exit_status(self._hook))
             if outcome is None:

@@ -136,6 +136,7 @@ class ComputeSettings(Section):
     backend: Backend
     spark_conn_id: Text
     spark_conf: SparkConf
+    archives: list[Text]
     job_server_url: Text
     databricks_conn_id: Text
     databricks_cluster_spec: Text  # relative to the repository root
@@ -146,6 +147,7 @@ class ComputeSettings(Section):
 class MlSettings(Section):
     schedule: Cron
     page_after_retrain_skips: int = Field(ge=1)
+    min_labelled_rows: int = Field(ge=1)
 
 
 class StreamingSettings(Section):

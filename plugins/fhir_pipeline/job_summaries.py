@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 from fhir_contract import job_summary_path
 from fhir_pipeline.alerts import page
@@ -17,21 +18,21 @@ from fhir_pipeline.tasks import azure_location
 log = logging.getLogger("fhir_pipeline.job_summaries")
 
 
-def _storage_path(uri: str):
-    from airflow.sdk import ObjectStoragePath
-
-    if azure_location(uri):
-        return ObjectStoragePath(uri, conn_id=settings().landing.wasb_conn_id)
-    return ObjectStoragePath(uri if "://" in uri else f"file://{uri}")
-
-
 def read_job_summary(uri: str) -> dict | None:
-    """The summary at uri; None when the job wrote none (it failed before writing it,
-    or does not write one on that path, e.g. train_models with no gold to train on)."""
-    path = _storage_path(uri)
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())
+    """The summary at uri (a local path, or Azure storage through the landing's wasb
+    connection); None when the job wrote none (it failed before writing it, or does not
+    write one on that path, e.g. train_models with no gold to train on)."""
+    azure = azure_location(uri)
+    if azure:
+        from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
+        container, blob = azure
+        hook = WasbHook(wasb_conn_id=settings().landing.wasb_conn_id)
+        if not hook.check_for_blob(container, blob):
+            return None
+        return json.loads(hook.read_file(container, blob))
+    path = Path(uri.removeprefix("file://"))
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def page_job_summary(job: str, run_id: str) -> list[str]:

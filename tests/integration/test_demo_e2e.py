@@ -12,6 +12,7 @@ from fhir_pipeline import config
 from pyspark.sql import functions as F
 
 from spark_jobs.lakehouse import read_table
+from tests.integration.conftest import TRAINING_SKIPPED
 from tools import demo
 
 pytestmark = pytest.mark.e2e
@@ -39,23 +40,13 @@ def test_a_fresh_install_runs_green_and_pages_nobody(spark, start_airflow, tmp_p
     assert set(by_type) == {"scheduled", "asset_triggered"}
     # Unpausing fires the weekly fallback before any gold exists: skipped, with its reason.
     fallback = by_type["scheduled"]["dag_run_id"]
-    assert airflow.task_states("fhir_ml_training", fallback) == {
-        "train_models": "skipped",
-        "register_in_azure_ml": "skipped",
-        "score_risk": "skipped",
-        "page_stale_champions": "success",
-    }
+    assert airflow.task_states("fhir_ml_training", fallback) == TRAINING_SKIPPED
     fallback_log = airflow.task_log("fhir_ml_training", fallback, "train_models")
     assert "JobSkipped: no gold features yet" in fallback_log
     # The gold Asset's run: 200 patients give neither model enough labelled rows. Each
     # model's reason is logged (and in MLflow), training and scoring are skipped, the run is green.
     triggered = by_type["asset_triggered"]["dag_run_id"]
-    assert airflow.task_states("fhir_ml_training", triggered) == {
-        "train_models": "skipped",
-        "register_in_azure_ml": "skipped",
-        "score_risk": "skipped",
-        "page_stale_champions": "success",
-    }
+    assert airflow.task_states("fhir_ml_training", triggered) == TRAINING_SKIPPED
     train_log = airflow.task_log("fhir_ml_training", triggered, "train_models")
     for model in ("fhir_diabetes_risk", "fhir_readmission_30d"):
         assert f"{model} not trained: not enough labelled rows" in train_log, model

@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs.lakehouse import read_table
 from tests.conftest import HttpReceiver, SmtpReceiver, alert_connections
-from tests.integration.conftest import RUN_DAY, assert_success, at_schedule
+from tests.integration.conftest import RUN_DAY, assert_success, asset_triggered_run, at_schedule
 from tools.fhir_generator import generate
 
 pytestmark = pytest.mark.e2e
@@ -130,14 +130,9 @@ def test_gold_asset_event_starts_ml_training_which_scores_patients(spark, local,
     )["asset_events"]
     assert [e["name"] for e in events] == ["fhir_gold"]
     assert events[0]["extra"]["as_of"] == RUN_DAY.isoformat()
-    deadline = time.monotonic() + 120
-    triggered = []
-    while not triggered and time.monotonic() < deadline:
-        runs = airflow.api("GET", "/dags/fhir_ml_training/dagRuns")["dag_runs"]
-        triggered = [r for r in runs if r["run_type"] == "asset_triggered"]
-        time.sleep(3)
-    assert triggered, "the gold Asset did not trigger fhir_ml_training"
-    run = airflow.wait_for_run("fhir_ml_training", triggered[0]["dag_run_id"], timeout=1200)
+    run = airflow.wait_for_run(
+        "fhir_ml_training", asset_triggered_run(airflow, "fhir_ml_training"), timeout=1200
+    )
     assert_success(airflow, "fhir_ml_training", run)
     states = airflow.task_states("fhir_ml_training", run["dag_run_id"])
     assert states == {

@@ -137,6 +137,26 @@ def test_spark_submit_starts_the_driver_from_the_class_archive(tmp_path):
         assert f"{key}={value}" in command
 
 
+def test_the_driver_starts_off_the_repository_with_the_configured_archives(
+    tmp_path, use_settings, monkeypatch
+):
+    """As on a cluster: from an empty folder, PYTHONPATH and FHIR_INCLUDE_DIR empty, the
+    executors' environment (compute.archives) shipped beside include/."""
+    monkeypatch.setenv("FHIR_INCLUDE_DIR", str(REPO / "include"))
+    use_settings(compute__archives="/envs/executor.tar.gz#environment")
+    launch = tmp_path / "launch.json"
+    operator = SparkJobOperator(task_id="bronze_ingest", job="bronze_ingest", job_args=[])
+    operator._spark_binary = fake_spark_submit(tmp_path, exit_code=0, launch_file=launch)
+    before = os.getcwd()
+    operator.execute(context={})
+    launched = json.loads(launch.read_text())
+    assert os.getcwd() == before
+    assert launched["cwd"] != before and not Path(launched["cwd"]).exists()  # a fresh folder, removed
+    assert launched["env"]["PYTHONPATH"] == launched["env"]["FHIR_INCLUDE_DIR"] == ""
+    archives = launched["argv"][launched["argv"].index("--archives") + 1].split(",")
+    assert archives == [f"{compute.package_include()}#include", "/envs/executor.tar.gz#environment"]
+
+
 def test_retry_policy_fails_permanent_errors_at_once():
     policy = retry_policy()
     permanent = policy.evaluate(PermanentJobFailure("bad input"), try_number=1, max_tries=4, context={})

@@ -9,9 +9,10 @@ import json
 
 import pytest
 from fhir_pipeline import config
-from fhir_pipeline.job_summaries import page_job_summary
+from fhir_pipeline.job_summaries import page_job_summary, read_job_summary
 
 from fhir_contract import job_summary_path
+from tests.conftest import AZURITE_ACCOUNT
 
 RUN_ID = "asset_triggered__2026-11-20T06:00:00+00:00"
 
@@ -63,3 +64,18 @@ def test_an_empty_or_missing_summary_pages_nobody(lakehouse):
         json.dump({"pages": []}, out)
     assert page_job_summary("train_models", RUN_ID) == []
     assert paged(lakehouse) == []
+
+
+def test_a_summary_in_azure_storage_is_read_through_the_wasb_connection(azurite, monkeypatch):
+    """A lakehouse on abfss:// (the cluster test's): the summary the job wrote as a blob."""
+    lakehouse = f"abfss://summaries@{AZURITE_ACCOUNT}.dfs.core.windows.net/lakehouse"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WASB_DEFAULT",
+        json.dumps({"conn_type": "wasb", "extra": {"connection_string": azurite.connection_string}}),
+    )
+    config.settings.cache_clear()
+    uri = job_summary_path(lakehouse, "train_models", RUN_ID)
+    assert read_job_summary(uri) is None
+    blob = uri.split(".net/", 1)[1]
+    azurite.container("summaries").upload_blob(blob, json.dumps({"pages": []}))
+    assert read_job_summary(uri) == {"pages": []}

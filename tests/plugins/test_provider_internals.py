@@ -22,8 +22,8 @@ from tests.conftest import fake_spark_submit
 
 
 def test_the_command_is_the_one_submit_runs_and_its_exit_status_is_read(tmp_path):
-    recorded = tmp_path / "argv.json"
-    binary = fake_spark_submit(tmp_path, exit_code=3, argv_file=recorded)
+    recorded = tmp_path / "launch.json"
+    binary = fake_spark_submit(tmp_path, exit_code=3, launch_file=recorded)
     hook = SparkSubmitHook(
         conn_id="spark_default", spark_binary=binary, name="probe", application_args=["--flag", "x"]
     )
@@ -32,7 +32,7 @@ def test_the_command_is_the_one_submit_runs_and_its_exit_status_is_read(tmp_path
     with pytest.raises(AirflowException):
         hook.submit("/jobs/probe.py")
     assert command[0] == binary
-    assert json.loads(recorded.read_text()) == command[1:]
+    assert json.loads(recorded.read_text())["argv"] == command[1:]
     assert command[-3:] == ["/jobs/probe.py", "--flag", "x"]
     assert spark_submit_exit_status(hook) == 3
 

@@ -14,7 +14,7 @@ from spark_jobs.lakehouse import JobSkipped, read_table
 from spark_jobs.ml import registry, scoring, train_job
 from spark_jobs.ml.azure_deploy import AzureMLTarget, deploy_champion
 from spark_jobs.ml.registry import CHAMPION
-from spark_jobs.ml.specs import model_specs
+from spark_jobs.ml.specs import ModelSpecError, model_specs
 from spark_jobs.ml.stale_champions import SUBJECT
 
 DIABETES_MODEL, READMISSION_MODEL = "fhir_diabetes_risk", "fhir_readmission_30d"
@@ -142,7 +142,11 @@ def test_the_command_line_takes_the_paging_flags_together(capsys):
     argv = ["--lakehouse", "/lh", "--tracking-uri", "sqlite:///m.db", "--as-of", "latest"]
     args = train_models.parse_args([*argv, "--page-after-retrain-skips", "3", "--summary-out", "/lh/s.json"])
     assert (args.as_of, args.page_after_retrain_skips, args.summary_out) == ("latest", 3, "/lh/s.json")
-    assert args.models == [DIABETES_MODEL, READMISSION_MODEL]
+    assert args.models is None  # every declared model, read once the session has include/
+    with pytest.raises(ModelSpecError, match="unknown model.*no_such_model"):
+        train_job.run(
+            None, lakehouse="/lh", tracking_uri="sqlite:///m.db", as_of="latest", models=["no_such_model"]
+        )
     for extra, refusal in (
         (["--page-after-retrain-skips", "0", "--summary-out", "/lh/s.json"], "must be >= 1"),
         (["--page-after-retrain-skips", "2"], "needs --summary-out"),
