@@ -243,7 +243,7 @@ class Cluster:
             lambda: self.alive_workers() == WORKERS, deadline, f"{WORKERS} workers to register", launched
         )
 
-    def launch(self, name: str) -> int:
+    def launch(self, name: str) -> None:
         """Start one process of the cluster (master or worker-N) in its own process group."""
         command, env = self.processes()[name]
         if name != "master":
@@ -259,7 +259,6 @@ class Cluster:
                 start_new_session=True,
             )
         self.pid_file(name).write_text(str(process.pid))
-        return process.pid
 
     def kill(self, name: str) -> None:
         """SIGKILL one process's group (a worker and the executors it runs), as a lost machine."""

@@ -176,16 +176,14 @@ class SparkJobOperator(SparkSubmitOperator):
             **kwargs,
         )
         self.job = job
-        self.given_archives = self._archives
 
     def prepare(self) -> None:
         """What spark-submit gets, set at run time: the conf, spark_jobs/ as --py-files,
-        include/ (and any archives given) as --archives, the secrets in its environment."""
+        include/ and compute.archives as --archives, the secrets in its environment."""
         self.conf = spark_submit_conf()
         self.py_files = package_spark_jobs()
         include = f"{package_include()}#{INCLUDE_ARCHIVE}"
-        archives = [include, *settings().compute.archives, self.given_archives]
-        self._archives = ",".join(filter(None, archives))
+        self._archives = ",".join([include, *settings().compute.archives])
         self.env_vars = {**job_environment(include_shipped=True), **OFF_REPOSITORY_ENV}
         # The hook reads these at construction, after templating.
         self._hook = None

@@ -136,6 +136,8 @@ def batch_run(on_cluster, cluster):
     return run
 
 
+# Its module fixtures (Airflow, the batch run on the cluster) count towards its timeout.
+@pytest.mark.timeout(2400)
 def test_the_batch_dag_on_the_cluster_writes_what_local_mode_writes(
     spark, on_cluster, batch_run, cluster, tmp_path, azurite, monkeypatch
 ):
