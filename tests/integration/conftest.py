@@ -124,10 +124,9 @@ def postgres():
         capture_output=True,
     )
 
-    def database(name: str, template: str | None = None) -> str:
-        copy = ["-T", template] if template else []
+    def database(name: str) -> str:
         subprocess.run(
-            [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "airflow", *copy, name],
+            [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "airflow", name],
             check=True,
             capture_output=True,
         )
@@ -260,37 +259,28 @@ def wait_for_job_server(url: str, process: subprocess.Popen, timeout: float = 18
 
 @pytest.fixture(scope="session")
 def start_airflow(postgres, tmp_path_factory):
-    """start_airflow(name, extra_env) -> a running Airflow on its own database (a copy of
-    the one `airflow db migrate` of the session: a migration saved per deployment), its
+    """start_airflow(name, extra_env) -> a running Airflow on its own database, its
     Spark jobs run by a job server of its own, as `make demo` runs them; with
     job_server=False, by the backend extra_env configures (the cluster test's
     spark_submit; the spark_submit operator also runs in tests/plugins/test_compute.py)."""
     started: list[Airflow] = []
-    migrated: list[str] = []  # the database `airflow db migrate` built, copied for each deployment
 
     def start(name: str, extra: dict[str, str], job_server: bool = True) -> Airflow:
         home = tmp_path_factory.mktemp(f"airflow-{name}")
         (home / "passwords.json").write_text(json.dumps({"admin": "admin"}))
         port = free_port()
-        if not migrated:
-            template = postgres("airflow_migrated")
-            migrate = subprocess.run(
-                ["airflow", "db", "migrate"],
-                env=airflow_environment(home, template, port, extra),
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            assert migrate.returncode == 0, migrate.stderr[-3000:]
-            migrated.append("airflow_migrated")
-        env = airflow_environment(home, postgres(f"airflow_{name}", template=migrated[0]), port, extra)
+        env = airflow_environment(home, postgres(f"airflow_{name}"), port, extra)
         airflow = Airflow(home=home, env=env)
         started.append(airflow)
         if job_server:
-            # Started first: its JVM warms up while the Airflow components start.
+            # Started first: its JVM warms up while the database migrates.
             server, url = start_job_server(home, env)
             airflow.processes.append(server)
             env.update({"FHIR__COMPUTE__BACKEND": "job_server", "FHIR__COMPUTE__JOB_SERVER_URL": url})
+        migrate = subprocess.run(
+            ["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert migrate.returncode == 0, migrate.stderr[-3000:]
         for component in AIRFLOW_COMPONENTS:
             log = open(home / f"{component}.log", "w")  # noqa: SIM115 - the child process owns it
             airflow.processes.append(
