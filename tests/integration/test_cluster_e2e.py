@@ -43,7 +43,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 LANDING = f"abfss://cluster-landing@{AZURITE_ACCOUNT}.dfs.core.windows.net"
 LAKEHOUSE = f"abfss://cluster-lakehouse@{AZURITE_ACCOUNT}.dfs.core.windows.net/lakehouse"
 EXTRACT = {"patients": 40, "seed": 3, "history_days": 90}
-KILLED = "worker-2"
+KILLED_INDEX = 2  # the worker killed mid-silver
+KILLED = f"worker-{KILLED_INDEX}"
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +86,10 @@ def on_cluster(start_airflow, azurite, cluster, tmp_path_factory):
     airflow.stop()
 
 
-def tasks_started_on(cluster, worker: str, known_apps: set[Path]) -> int:
-    """Tasks the executor of a new application on this worker has started so far."""
-    index = int(worker.rsplit("-", 1)[1])
+def tasks_started_on_killed(cluster, known_apps: set[Path]) -> int:
+    """Tasks the executor of a new application on the worker to kill has started so far."""
     started = 0
-    for app in set(cluster.work_dir(index).glob("app-*")) - known_apps:
+    for app in set(cluster.work_dir(KILLED_INDEX).glob("app-*")) - known_apps:
         for log in app.glob("*/stderr"):
             started += log.read_text(errors="replace").count("Running task")
     return started
@@ -98,14 +98,13 @@ def tasks_started_on(cluster, worker: str, known_apps: set[Path]) -> int:
 def kill_a_worker_mid_silver(airflow, cluster, run_id: str) -> None:
     """Once silver's executor on KILLED has started a few tasks, SIGKILL that worker's
     process group; start it again when silver has ended."""
-    index = int(KILLED.rsplit("-", 1)[1])
     deadline = time.monotonic() + 900
     known_apps: set[Path] = set()
     while airflow.task_states("fhir_batch_pipeline", run_id).get("silver_normalize") != "running":
         assert time.monotonic() < deadline, airflow.task_states("fhir_batch_pipeline", run_id)
-        known_apps = set(cluster.work_dir(index).glob("app-*"))
+        known_apps = set(cluster.work_dir(KILLED_INDEX).glob("app-*"))
         time.sleep(1)
-    while tasks_started_on(cluster, KILLED, known_apps) < 3:
+    while tasks_started_on_killed(cluster, known_apps) < 3:
         assert time.monotonic() < deadline, "silver never ran a task on the worker to kill"
         assert airflow.task_states("fhir_batch_pipeline", run_id).get("silver_normalize") == "running"
         time.sleep(0.5)
