@@ -43,6 +43,12 @@ export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(LOCAL)/airflow/airflow
 export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[2]", "extra": {"deploy-mode": "client"}}
 export AIRFLOW_CONN_FS_DEFAULT ?= {"conn_type": "fs", "extra": {"path": "/"}}
 export AIRFLOW__API__BASE_URL ?= http://localhost:8080
+# Lineage (OpenLineage): Airflow's provider and the Spark jobs (spark_jobs/lineage.py)
+# append their events to this file; OPENLINEAGE__TRANSPORT='{"type": "http", "url":
+# "http://localhost:5000"}' sends them to Marquez instead, OPENLINEAGE_DISABLED=true stops them.
+LINEAGE_DIR := $(LOCAL)/lineage
+export OPENLINEAGE__TRANSPORT ?= {"type": "file", "log_file_path": "$(LINEAGE_DIR)/events.jsonl", "append": true}
+export OPENLINEAGE_NAMESPACE ?= fhir_lakehouse
 # `make airflow` runs the Spark jobs in one warm local driver (spark_jobs/job_server.py);
 # COMPUTE_BACKEND=spark_submit starts a JVM per task instead, as on a cluster.
 COMPUTE_BACKEND ?= job_server
@@ -71,7 +77,7 @@ CLASS_ARCHIVE := $(LOCAL)/spark-classes.jsa
 EXECUTOR_ENV := $(LOCAL)/executor-env/.built
 
 setup: $(VENV)/.installed $(JARS_DIR)/.fetched $(KAFKA_LIBS)/.fetched node_modules/.installed $(PHI_KEY_FILE) \
-    $(CLASS_ARCHIVE) $(EXECUTOR_ENV)
+    $(CLASS_ARCHIVE) $(EXECUTOR_ENV) $(LINEAGE_DIR)
 
 $(VENV)/.installed: constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -111,6 +117,9 @@ $(EXECUTOR_ENV): $(VENV)/.installed requirements-executor.txt constraints.txt to
 	$(VENV)/bin/python -m tools.executor_env
 	touch $@
 
+$(LINEAGE_DIR):
+	mkdir -p $@
+
 $(PHI_KEY_FILE):
 	mkdir -p $(LOCAL)
 	umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_hex(32))" > $@
@@ -128,7 +137,7 @@ env:
 	    MLFLOW_TRACKING_URI FHIR_PHI_HASH_KEY AIRFLOW_HOME AIRFLOW__CORE__DAGS_FOLDER \
 	    AIRFLOW__CORE__PLUGINS_FOLDER AIRFLOW__CORE__LOAD_EXAMPLES AIRFLOW__CORE__EXECUTOR \
 	    AIRFLOW__CORE__PARALLELISM AIRFLOW__DATABASE__SQL_ALCHEMY_CONN AIRFLOW_CONN_SPARK_DEFAULT \
-	    AIRFLOW_CONN_FS_DEFAULT AIRFLOW__API__BASE_URL; do \
+	    AIRFLOW_CONN_FS_DEFAULT AIRFLOW__API__BASE_URL OPENLINEAGE__TRANSPORT OPENLINEAGE_NAMESPACE; do \
 	    printf "export %s=%q\n" "$$v" "$${!v}"; done
 
 # --- Test suite (what CI runs) -------------------------------------------------

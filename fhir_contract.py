@@ -30,6 +30,13 @@ PERMANENT_ERROR_PREFIX = "PermanentJobError:"
 # The job server (spark_jobs/job_server.py) ends each job's streamed log with this line
 # and the job's exit status.
 SERVER_EXIT_STATUS_PREFIX = "exit status: "
+# OpenLineage (spark_jobs/lineage.py): a job's parent run and its DAG run's root, each
+# "<namespace>/<job name>/<run id>", reach it in these variables (the job server: in its
+# request); LINEAGE_SETTINGS_ENV configure openlineage-python, as they do Airflow's provider.
+LINEAGE_PARENT_ENV = "OPENLINEAGE_PARENT_ID"
+LINEAGE_ROOT_PARENT_ENV = "OPENLINEAGE_ROOT_PARENT_ID"
+LINEAGE_TRANSPORT_ENV = ("OPENLINEAGE__TRANSPORT", "OPENLINEAGE_URL", "OPENLINEAGE_CONFIG")
+LINEAGE_SETTINGS_ENV = (*LINEAGE_TRANSPORT_ENV, "OPENLINEAGE_NAMESPACE", "OPENLINEAGE_DISABLED")
 
 # Every table lives at <lakehouse>/<layer>/<table> (SPEC §4).
 LAYERS = ("bronze", "silver", "gold")

@@ -1,5 +1,6 @@
-"""Run one pipeline job the way an Airflow task does (its own process and JVM) and
-write what it returned as JSON, for the benchmark harness:
+"""Run one pipeline job the way an Airflow task does (its own process and JVM, one
+OpenLineage run when a transport is configured: spark_jobs/lineage.py) and write what it
+returned as JSON, for the benchmark harness:
 
     python -m bench.stage --summary OUT.json spark_jobs.silver_normalize --lakehouse ...
 """
@@ -13,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from spark_jobs import lineage
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -22,7 +25,8 @@ def main() -> None:
     args = parser.parse_args()
     job = importlib.import_module(args.module)
     started = time.perf_counter()
-    result = job.main(args.job_args)
+    with lineage.job_run(args.module.rsplit(".", 1)[-1]):
+        result = job.main(args.job_args)
     seconds = time.perf_counter() - started
     args.summary.write_text(json.dumps({"result": result, "seconds_in_main": seconds}, default=str))
 

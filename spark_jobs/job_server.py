@@ -9,7 +9,8 @@ SparkContext, its jars and its Hadoop credentials are shared):
 
     python -m spark_jobs.job_server --port 8998
 
-POST /jobs with {"job": "<spark_jobs module>", "args": [...]} streams the job's log
+POST /jobs with {"job": "<spark_jobs module>", "args": [...], "lineage": {"parent": ...,
+"root": ...}} (lineage optional: the task's OpenLineage run, spark_jobs.lineage) streams the job's log
 lines as text and ends with the line `exit status: <n>`: 0, or fhir_contract's
 EXIT_SKIPPED / EXIT_PERMANENT, or 1 for any other failure. A client that goes away
 interrupts its job. GET /health answers `ok`.
@@ -70,11 +71,11 @@ def job_session(base: SparkSession, conf: dict[str, str]) -> SparkSession:
     return session
 
 
-def run_in_session(module, args: list[str], session: SparkSession) -> int:
+def run_in_session(module, args: list[str], session: SparkSession, lineage: dict[str, str]) -> int:
     """Run one job module's main in `session`; its exit status as spark-submit would see it."""
     job = module.__name__
     try:
-        return job_exit_status(partial(module.main, args, session))
+        return job_exit_status(partial(module.main, args, session), lineage)
     except SystemExit as exc:  # argparse: usage errors, printed to the server's log
         log.error("%s: invalid arguments %s (see its --help)", job, args)
         return exc.code if isinstance(exc.code, int) else EXIT_PERMANENT
@@ -123,17 +124,18 @@ class JobRequestHandler(BaseHTTPRequestHandler):
         try:
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             job, args = request["job"], [str(a) for a in request.get("args", [])]
-        except (ValueError, KeyError, TypeError) as exc:
+            lineage = {k: str(v) for k, v in request.get("lineage", {}).items() if k in ("parent", "root")}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             self.send_error(400, f"expected JSON {{'job': ..., 'args': [...]}}: {exc}")
             return
         if job not in JOBS:
             self.send_error(400, f"unknown job {job!r}; this server runs {sorted(JOBS)}")
             return
         self._start(200)
-        status = self._run(job, args)
+        status = self._run(job, args, lineage)
         self._write(f"{SERVER_EXIT_STATUS_PREFIX}{status}")
 
-    def _run(self, job: str, args: list[str]) -> int:
+    def _run(self, job: str, args: list[str], lineage: dict[str, str]) -> int:
         module = importlib.import_module(f"spark_jobs.{job}")
         session = job_session(self.server.spark, getattr(module, "SESSION_CONF", {}))
         lines: queue.Queue = queue.Queue()
@@ -141,7 +143,7 @@ class JobRequestHandler(BaseHTTPRequestHandler):
         context.run(_job_lines.set, lines)
         result: list[int] = []
         worker = threading.Thread(
-            target=lambda: result.append(context.run(run_in_session, module, args, session)),
+            target=lambda: result.append(context.run(run_in_session, module, args, session, lineage)),
             name=f"job-{job}",
         )
         with self.server.lock:

@@ -9,6 +9,7 @@ retries and backfills never duplicate rows.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
+from pathlib import Path
 from typing import TypeVar
 
 from delta.tables import DeltaTable
@@ -23,6 +25,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fhir_contract import EXIT_PERMANENT, EXIT_SKIPPED
+from spark_jobs import lineage
 
 log = logging.getLogger("fhir_lakehouse")
 
@@ -50,20 +53,29 @@ def run_job(main: Callable[[], object]) -> None:
         sys.exit(status)
 
 
-def job_exit_status(main: Callable[[], object]) -> int:
-    """Run a job's main; 0, EXIT_SKIPPED or EXIT_PERMANENT by how it ended. Any other
-    failure propagates, argparse's usage errors as SystemExit(EXIT_PERMANENT)."""
-    try:
-        main()
-    except (JobSkipped, PermanentJobError) as exc:
-        skipped = isinstance(exc, JobSkipped)
-        log.log(logging.WARNING if skipped else logging.ERROR, "%s: %s", type(exc).__name__, exc)
-        if "DATABRICKS_RUNTIME_VERSION" in os.environ:
-            # A Databricks run reports the exception as its error, "<class name>: <message>":
-            # the base class names it, whichever subclass was raised.
-            raise (JobSkipped if skipped else PermanentJobError)(str(exc)) from exc
-        return EXIT_SKIPPED if skipped else EXIT_PERMANENT
-    return 0
+def job_exit_status(main: Callable[[], object], lineage_parents: Mapping[str, str] | None = None) -> int:
+    """Run a job's main, as one OpenLineage run (spark_jobs.lineage; `lineage_parents`:
+    its parent and root, else the environment's); 0, EXIT_SKIPPED or EXIT_PERMANENT by
+    how it ended. Any other failure propagates, argparse's usage errors as
+    SystemExit(EXIT_PERMANENT)."""
+    job = Path(inspect.getfile(getattr(main, "func", main))).stem
+    ended: JobSkipped | PermanentJobError | None = None
+    with lineage.job_run(job, **(lineage_parents or {})) as run:
+        try:
+            main()
+        except (JobSkipped, PermanentJobError) as exc:
+            ended = exc
+            if isinstance(exc, PermanentJobError):
+                run.fail(f"{type(exc).__name__}: {exc}")
+    if ended is None:
+        return 0
+    skipped = isinstance(ended, JobSkipped)
+    log.log(logging.WARNING if skipped else logging.ERROR, "%s: %s", type(ended).__name__, ended)
+    if "DATABRICKS_RUNTIME_VERSION" in os.environ:
+        # A Databricks run reports the exception as its error, "<class name>: <message>":
+        # the base class names it, whichever subclass was raised.
+        raise (JobSkipped if skipped else PermanentJobError)(str(ended)) from ended
+    return EXIT_SKIPPED if skipped else EXIT_PERMANENT
 
 
 def configure_logging() -> None:
@@ -94,6 +106,7 @@ def table_exists(spark: SparkSession, path: str) -> bool:
 
 
 def read_table(spark: SparkSession, path: str) -> DataFrame:
+    lineage.read(path)
     return spark.read.format("delta").load(path)
 
 
@@ -124,6 +137,7 @@ def create_table(
     writing them is most of a write's time. Partition (`overwrite_slice`) only by
     columns with few values.
     """
+    lineage.wrote(path)
     if cluster_by:
         columns = ", ".join(f"`{c}`" for c in cluster_by)
         location = path.replace("`", "``")
@@ -157,6 +171,7 @@ def overwrite_slice(
     - `stats_columns`, when given, are the only columns a table created here
       keeps data skipping statistics on (Delta's default: the first 32).
     """
+    lineage.wrote(path)
     writer = (partitioned(df, partition_by) if rebalance else df).write.format("delta")
     if stats_columns:
         writer = writer.option(STATS_COLUMNS_PROPERTY, ",".join(stats_columns))
@@ -177,6 +192,7 @@ def append(
     `once=(application id, version)`: Delta skips the append when that application has
     already committed this version, so a replayed stream micro-batch lands once.
     """
+    lineage.wrote(path)
     writer = df.write.format("delta").mode("append").partitionBy(*partition_by).options(**(properties or {}))
     if once is not None:
         writer = writer.option("txnAppId", once[0]).option("txnVersion", once[1])
@@ -231,6 +247,7 @@ def merge_by_key(
       clustered by `cluster_by` (see `create_table`).
     `updates` must hold at most one row per key.
     """
+    lineage.wrote(path)
     if not table_exists(spark, path):
         initial = updates if delete_flag is None else updates.filter(~F.col(delete_flag))
         if delete_flag is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fhir_contract import LINEAGE_SETTINGS_ENV
 from spark_jobs.session import build_spark_session
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,6 +24,12 @@ SAMPLES = Path(__file__).parent / "fixtures" / "fhir-samples"
 # Azurite's documented development account (public, not a secret).
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+# Lineage goes where a test sends it, never to the developer's .local/lineage (the
+# Makefile exports a default transport).
+for _setting in LINEAGE_SETTINGS_ENV:
+    os.environ.pop(_setting, None)
 
 
 def free_port() -> int:

@@ -40,6 +40,8 @@ REQUIRED_SERVICES = (
     "spark-worker",
     "azurite",
     "mlflow",
+    "marquez",
+    "marquez-web",
 )
 ONE_SHOT_SERVICES = {"airflow-init"}
 BIND_MOUNTED_REPO_DIRS = ("./dags", "./plugins", "./include", "./spark_jobs")
@@ -52,6 +54,8 @@ SHARED_ENV_NAMES = (
     "FHIR_PHI_HASH_KEY",
     "FHIR_SPARK_JARS_DIR",
     "MLFLOW_TRACKING_URI",
+    "OPENLINEAGE__TRANSPORT",
+    "OPENLINEAGE_NAMESPACE",
     "AIRFLOW__CORE__DAGS_FOLDER",
     "AIRFLOW__CORE__PLUGINS_FOLDER",
     "AIRFLOW__CORE__LOAD_EXAMPLES",
@@ -361,6 +365,7 @@ def test_healthchecks_probe_what_each_service_serves():
     assert "10000" in probe("azurite")
     assert "5000/health" in probe("mlflow")
     assert "8080" in probe("spark-master") and "8081" in probe("spark-worker")
+    assert "5001/healthcheck" in probe("marquez") and "3000" in probe("marquez-web")
 
 
 def test_airflow_services_wait_for_postgres_and_airflow_init():
@@ -439,6 +444,7 @@ def test_airflow_environment_values():
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dags"
     assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == "/opt/airflow/plugins"
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert json.loads(env["OPENLINEAGE__TRANSPORT"]) == {"type": "http", "url": "http://marquez:5000"}
     assert env["FHIR__COMPUTE__BACKEND"] == "spark_submit"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://airflow-apiserver:8080")
 

@@ -17,6 +17,9 @@ databricks: DatabricksSubmitRunOperator (deferrable) with the job cluster from
 include/databricks/job_cluster.json and a spark_python_task with the same
 arguments; secrets come from the cluster's secret-scope environment.
 
+Every backend hands the job its task's OpenLineage run as the parent of the job's own
+(`lineage_parents`, spark_jobs/lineage.py): in its environment, or the job server's request.
+
 Both backends read a job's end the same way (fhir_contract.py): a job
 that had nothing to do (JobSkipped) marks the task skipped, which pages nobody; a
 permanent failure (bad input or configuration) fails it at once, since retrying
@@ -33,6 +36,7 @@ import sys
 import tempfile
 import zipfile
 from datetime import timedelta
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,9 @@ from fhir_contract import (
     EXIT_SKIPPED,
     INCLUDE_ARCHIVE,
     JVM_OPTIONS,
+    LINEAGE_PARENT_ENV,
+    LINEAGE_ROOT_PARENT_ENV,
+    LINEAGE_SETTINGS_ENV,
     class_archive_option,
     delta_jars,
     job_command_line,
@@ -62,6 +69,7 @@ PASSED_ENV = (
     "FHIR_AZURE_STORAGE_ENDPOINT",
     "MLFLOW_TRACKING_URI",
     "FHIR_SPARK_JARS_DIR",
+    *LINEAGE_SETTINGS_ENV,
 )
 # What a spark-submit driver must not inherit from the Airflow worker: the jobs come
 # from the shipped zip and include/ from the shipped archive, not the repository.
@@ -87,6 +95,26 @@ def exit_outcome(job: str, status: int | None) -> Exception | None:
     if status == EXIT_PERMANENT:
         return permanent_failure(job)
     return None
+
+
+def lineage_parents(context) -> dict[str, str]:
+    """The task's OpenLineage run and its DAG run's, as the parent and root of the job it
+    starts (spark_jobs.lineage); {} while the OpenLineage provider is disabled."""
+    from airflow.providers.openlineage.conf import is_disabled
+
+    if is_disabled():
+        return {}
+    from airflow.providers.openlineage.plugins.macros import lineage_parent_id, lineage_root_parent_id
+
+    return {"parent": lineage_parent_id(context["ti"]), "root": lineage_root_parent_id(context["ti"])}
+
+
+def lineage_env(context) -> dict[str, str]:
+    """lineage_parents as the environment variables the job reads them from."""
+    parents = lineage_parents(context)
+    if not parents:
+        return {}
+    return {LINEAGE_PARENT_ENV: parents["parent"], LINEAGE_ROOT_PARENT_ENV: parents["root"]}
 
 
 def spark_submit_conf() -> dict[str, str]:
@@ -194,6 +222,7 @@ class SparkJobOperator(SparkSubmitOperator):
 
     def execute(self, context):
         self.prepare()
+        self.env_vars |= lineage_env(context)
         try:
             with tempfile.TemporaryDirectory(prefix="fhir-driver-") as empty, contextlib.chdir(empty):
                 return super().execute(context)
@@ -218,6 +247,8 @@ def databricks_run_json(job: str, job_args: list[str]) -> dict[str, Any]:
                     "python_file": f"{compute.databricks_jobs_root.rstrip('/')}/{job}.py",
                     "parameters": job_args,
                 },
+                # What the runtime lacks: the jobs' lineage client (spark_jobs.lineage).
+                "libraries": [{"pypi": {"package": f"openlineage-python=={version('openlineage-python')}"}}],
                 "timeout_seconds": 0,
             }
         ],

@@ -10,7 +10,7 @@ from airflow.providers.databricks.operators.databricks import DatabricksSubmitRu
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 from fhir_contract import PERMANENT_ERROR_PREFIX, SKIPPED_ERROR_PREFIX
-from fhir_pipeline.compute import permanent_failure
+from fhir_pipeline.compute import lineage_env, permanent_failure
 
 
 class DatabricksJobOperator(DatabricksSubmitRunOperator):
@@ -22,6 +22,8 @@ class DatabricksJobOperator(DatabricksSubmitRunOperator):
         self.job = job
 
     def execute(self, context):
+        for task in self.json["tasks"]:  # the task's lineage parent, in the job's environment
+            task["new_cluster"].setdefault("spark_env_vars", {}).update(lineage_env(context))
         # A run already over when first polled is judged here, not after a deferral.
         with self._judged():
             return super().execute(context)

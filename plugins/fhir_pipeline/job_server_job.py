@@ -14,14 +14,16 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from fhir_contract import SERVER_EXIT_STATUS_PREFIX
-from fhir_pipeline.compute import exit_outcome
+from fhir_pipeline.compute import exit_outcome, lineage_parents
 
 
-def job_request(server_url: str, job: str, job_args: list[str]) -> urllib.request.Request:
-    """The POST that runs one job."""
+def job_request(
+    server_url: str, job: str, job_args: list[str], lineage: dict[str, str] | None = None
+) -> urllib.request.Request:
+    """The POST that runs one job (`lineage`: its OpenLineage parent and root run)."""
     return urllib.request.Request(
         f"{server_url.rstrip('/')}/jobs",
-        data=json.dumps({"job": job, "args": job_args}).encode(),
+        data=json.dumps({"job": job, "args": job_args, "lineage": lineage or {}}).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
     )
@@ -50,7 +52,9 @@ class JobServerOperator(BaseOperator):
         self.server_url = server_url
 
     def execute(self, context) -> None:
-        request = job_request(self.server_url, self.job, [str(a) for a in self.job_args])
+        request = job_request(
+            self.server_url, self.job, [str(a) for a in self.job_args], lineage_parents(context)
+        )
         self.log.info("Running spark_jobs.%s in the job server at %s", self.job, self.server_url)
         try:
             # No read timeout: a job may log nothing for minutes; execution_timeout bounds

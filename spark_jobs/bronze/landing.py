@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs import fhir_json
+from spark_jobs import fhir_json, lineage
 from spark_jobs.bronze.records import DOCUMENT_SCHEMA, lines_to_documents
 from spark_jobs.lakehouse import PermanentJobError
 
@@ -49,6 +49,7 @@ def landing_folder(landing: str, run_date: dt.date, prefix: str | None = None) -
 
 def list_landing_files(spark: SparkSession, folder: str) -> list[LandingFile]:
     """List data files under `folder` with Hadoop's FileSystem (local, abfss, wasbs)."""
+    lineage.read(folder)
     jvm = spark.sparkContext._jvm
     hadoop_path = jvm.org.apache.hadoop.fs.Path(folder)
     fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())

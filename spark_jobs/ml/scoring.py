@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from fhir_contract import table_path
+from spark_jobs import lineage
 from spark_jobs.gold.tables import AsOf, gold_as_of, gold_slice
 from spark_jobs.lakehouse import JobSkipped, overwrite_slice
 from spark_jobs.ml.datasets import as_doubles
@@ -85,6 +86,7 @@ def run(spark: SparkSession, *, lakehouse: str, tracking_uri: str, as_of: AsOf) 
             log.warning("%s has no @%s yet: not scored", name, CHAMPION)
             continue
         model = mlflow.spark.load_model(f"models:/{name}@{CHAMPION}")
+        lineage.read_model(name, str(version.version))
         rows = scored_subjects(gold_slice(spark, lakehouse, spec.source_table, as_of), spec.source_table)
         threshold = float(version.tags.get("threshold", 0.5))
         frames.append(

@@ -17,6 +17,7 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from spark_jobs import lineage
 from spark_jobs.lakehouse import run_concurrently
 from spark_jobs.ml import registry
 from spark_jobs.ml.candidates import (
@@ -214,6 +215,7 @@ def train_and_register(
             model, "model", registered_model_name=dataset.model_name, pip_requirements=serving_requirements()
         )
         version = str(info.registered_model_version)
+        lineage.wrote_model(dataset.model_name, version, run.info.run_id)
         champion_version, champion_score = champion_auc(mlflow, client, dataset.model_name, splits["test"])
         promote = champion_score is None or test_auc > champion_score
         if promote:

@@ -63,7 +63,7 @@ def asset_triggered_run(airflow, dag_id: str, timeout: float = 120) -> str:
     """The run id of the DAG's first Asset-triggered run, once the scheduler created it."""
     deadline = time.monotonic() + timeout
     while True:
-        runs = airflow.api("GET", f"/dags/{dag_id}/dagRuns")["dag_runs"]
+        runs = airflow.runs(dag_id)
         triggered = [r for r in runs if r["run_type"] == "asset_triggered"]
         if triggered:
             return triggered[0]["dag_run_id"]

@@ -96,10 +96,7 @@ def test_backfill_through_the_cli_fills_each_date_and_a_second_backfill_changes_
     first, until = BACKFILL_DAYS[0].isoformat(), (BACKFILL_DAYS[-1] + dt.timedelta(days=1)).isoformat()
 
     def backfill(*extra: str) -> list[dict]:
-        known = {
-            b["id"]
-            for b in airflow.api("GET", "/backfills", params={"dag_id": "fhir_batch_pipeline"})["backfills"]
-        }
+        known = {b["id"] for b in airflow.backfills("fhir_batch_pipeline")}
         result = airflow.cli(
             "backfill",
             "create",
@@ -116,22 +113,14 @@ def test_backfill_through_the_cli_fills_each_date_and_a_second_backfill_changes_
         assert result.returncode == 0, result.stderr[-3000:]
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:
-            backfills = airflow.api("GET", "/backfills", params={"dag_id": "fhir_batch_pipeline"})[
-                "backfills"
-            ]
+            backfills = airflow.backfills("fhir_batch_pipeline")
             [created] = [b for b in backfills if b["id"] not in known]
             if created["completed_at"]:
                 break
             time.sleep(5)
         else:
             raise TimeoutError(f"backfill not finished: {created}")
-        runs = [
-            r
-            for r in airflow.api("GET", "/dags/fhir_batch_pipeline/dagRuns", params={"limit": 100})[
-                "dag_runs"
-            ]
-            if r["run_type"] == "backfill"
-        ]
+        runs = [r for r in airflow.runs("fhir_batch_pipeline") if r["run_type"] == "backfill"]
         assert len(runs) == len(BACKFILL_DAYS), runs
         for run in runs:
             assert_success(airflow, "fhir_batch_pipeline", run)

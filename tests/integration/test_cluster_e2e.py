@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from fhir_contract import job_command_line
-from spark_jobs import bronze_ingest, gold_aggregate, silver_normalize
+from spark_jobs import bronze_ingest, gold_aggregate, lineage, silver_normalize
 from spark_jobs.lakehouse import read_table
 from spark_jobs.session import configure_azure_storage
 from tests.conftest import AZURITE_ACCOUNT
@@ -71,6 +71,9 @@ def on_cluster(start_airflow, azurite, cluster, tmp_path_factory):
             "FHIR_LANDING_URI": LANDING,
             "FHIR_LAKEHOUSE_URI": LAKEHOUSE,
             "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+            "OPENLINEAGE__TRANSPORT": json.dumps(
+                {"type": "file", "log_file_path": str(root / "lineage.jsonl"), "append": True}
+            ),
             "AIRFLOW_CONN_WASB_DEFAULT": json.dumps(
                 {"conn_type": "wasb", "extra": {"connection_string": azurite.connection_string}}
             ),
@@ -188,6 +191,22 @@ def test_the_batch_dag_on_the_cluster_writes_what_local_mode_writes(
             assert expected[0] > 0 or layer == "gold", f"{layer}/{name} is empty"
     print("cluster tables (rows, checksum):", checksums)
     assert not differences, f"cluster vs local (rows, checksum): {differences}"
+
+    # Lineage through spark-submit: silver's run is a child of its task, its tables on abfss://.
+    events = [json.loads(line) for line in (root / "lineage.jsonl").read_text().splitlines()]
+    task_runs = {
+        e["run"]["runId"] for e in events if e["job"]["name"] == "fhir_batch_pipeline.silver_normalize"
+    }
+    silver_job = [
+        e
+        for e in events
+        if e["job"]["name"] == "fhir_spark_jobs.silver_normalize" and e["eventType"] == "COMPLETE"
+    ][-1]
+    assert silver_job["run"]["facets"]["parent"]["run"]["runId"] in task_runs
+    lakehouse_namespace, lakehouse_path = lineage.dataset(LAKEHOUSE)
+    assert {(d["namespace"], d["name"]) for d in silver_job["outputs"]} == {
+        (lakehouse_namespace, f"{lakehouse_path}/silver/{name}") for name in tables(local, "silver")
+    }
 
 
 def test_the_gold_asset_starts_the_ml_dag_on_the_cluster(on_cluster, batch_run):

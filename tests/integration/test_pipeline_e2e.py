@@ -1,8 +1,8 @@
 """End to end under a real Airflow (scheduler, dag-processor, triggerer, api-server,
 LocalExecutor on PostgreSQL) with a local landing folder: runs triggered through the
 REST API as the UI does, the gold Asset starting ML training, on-call pages to a local
-SMTP server and a local Slack-webhook receiver (the Azure landing path and backfills:
-test_azure_e2e.py)."""
+SMTP server and a local Slack-webhook receiver, OpenLineage events to a local HTTP
+receiver (the Azure landing path and backfills: test_azure_e2e.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import time
 
+import mlflow
 import pytest
 from pyspark.sql import functions as F
 
@@ -27,6 +28,14 @@ def receivers():
     yield http, smtp
     http.server.shutdown()
     smtp.controller.stop()
+
+
+@pytest.fixture(scope="module")
+def lineage_receiver():
+    """Marquez's stand-in: every OpenLineage event, from Airflow's provider and the jobs."""
+    receiver = HttpReceiver()
+    yield receiver
+    receiver.server.shutdown()
 
 
 ENCOUNTER_CLASSES_VIEW = {
@@ -48,7 +57,7 @@ ENCOUNTER_CLASSES_VIEW = {
 
 
 @pytest.fixture(scope="module")
-def local(start_airflow, receivers, tmp_path_factory):
+def local(start_airflow, receivers, lineage_receiver, tmp_path_factory):
     """Airflow with a local landing folder, on-call alerts to the receivers, and
     deadlines short enough that a normal run misses one."""
     root = tmp_path_factory.mktemp("e2e-local")
@@ -69,6 +78,8 @@ def local(start_airflow, receivers, tmp_path_factory):
             "FHIR__ALERTS__CHANNELS": "slack,email",
             "FHIR__BATCH__DEADLINE_AFTER_QUEUED_MINUTES": "0.5",
             "FHIR__VIEWS__EXTRA_FOLDER": str(views),
+            "OPENLINEAGE__TRANSPORT": json.dumps({"type": "http", "url": lineage_receiver.url("")}),
+            "OPENLINEAGE_NAMESPACE": "fhir_e2e",
             **alert_connections(http, smtp),
         },
     )
@@ -125,9 +136,7 @@ def test_batch_run_through_the_rest_api_fills_every_layer(spark, local, happy_ru
 
 def test_gold_asset_event_starts_ml_training_which_scores_patients(spark, local, happy_run):
     airflow, _, lakehouse = local
-    events = airflow.api(
-        "GET", "/assets/events", params={"source_dag_id": "fhir_batch_pipeline", "source_run_id": "e2e_happy"}
-    )["asset_events"]
+    events = airflow.asset_events("fhir_batch_pipeline", "e2e_happy")
     assert [e["name"] for e in events] == ["fhir_gold"]
     assert events[0]["extra"]["as_of"] == RUN_DAY.isoformat()
     run = airflow.wait_for_run(
@@ -163,9 +172,7 @@ def test_a_task_failing_for_good_pages_on_call_without_retrying(local, receivers
     assert run["state"] == "failed"
     [bronze] = [
         ti
-        for ti in airflow.api("GET", "/dags/fhir_batch_pipeline/dagRuns/e2e_missing_landing/taskInstances")[
-            "task_instances"
-        ]
+        for ti in airflow.task_instances("fhir_batch_pipeline", "e2e_missing_landing")
         if ti["task_id"] == "bronze_ingest"
     ]
     assert (bronze["state"], bronze["try_number"]) == ("failed", 1)  # permanent: no retry
@@ -197,3 +204,86 @@ def test_a_run_missing_its_deadline_pages_on_call(local, receivers, happy_run):
     assert pages, [r["body"] for r in http.received]
     assert "run e2e_happy" in pages[0] and "/dags/fhir_batch_pipeline/runs/e2e_happy" in pages[0]
     assert any("deadline missed: fhir_batch_pipeline (e2e_happy)" in m["data"] for m in smtp.messages)
+
+
+def lineage_events(receiver) -> list[dict]:
+    return [json.loads(r["body"]) for r in receiver.received if r["path"] == "/api/v1/lineage"]
+
+
+def task_runs(events: list[dict], dag_id: str, run_id: str) -> dict[str, str]:
+    """OpenLineage run id of each task of one DAG run, from the provider's events."""
+    return {
+        e["job"]["name"].removeprefix(f"{dag_id}."): e["run"]["runId"]
+        for e in events
+        if e["job"]["name"].startswith(f"{dag_id}.") and f'"{run_id}"' in json.dumps(e["run"]["facets"])
+    }
+
+
+def job_runs(events: list[dict], parents: dict[str, str]) -> dict[str, dict]:
+    """The COMPLETE event of the Spark job each of these task runs started, by task."""
+    by_parent = {run_id: task for task, run_id in parents.items()}
+    jobs = {}
+    for e in events:
+        parent = e["run"]["facets"].get("parent", {}).get("run", {}).get("runId")
+        if (
+            e["job"]["name"].startswith("fhir_spark_jobs.")
+            and e["eventType"] == "COMPLETE"
+            and parent in by_parent
+        ):
+            jobs[by_parent[parent]] = e
+    return jobs
+
+
+def paths(event: dict, side: str) -> set[str]:
+    return {d["name"] for d in event[side] if d["namespace"] == "file"}
+
+
+def test_lineage_joins_the_landing_folder_to_the_models_through_every_table(
+    local, lineage_receiver, happy_run
+):
+    """Each task's Spark job is an OpenLineage child of the task, named by what it read and
+    wrote: landing folder -> bronze -> silver -> gold -> model versions -> risk scores."""
+    airflow, landing, lakehouse = local
+    ml_run = asset_triggered_run(airflow, "fhir_ml_training")
+    assert_success(
+        airflow, "fhir_ml_training", airflow.wait_for_run("fhir_ml_training", ml_run, timeout=1200)
+    )
+    events = lineage_events(lineage_receiver)
+    batch_tasks = task_runs(events, "fhir_batch_pipeline", "e2e_happy")
+    batch = job_runs(events, batch_tasks)
+    assert set(batch) == {"bronze_ingest", "silver_normalize", "gold_aggregate", "quality_gate"}, sorted(
+        batch
+    )
+    for task, event in batch.items():
+        assert event["job"]["name"] == f"fhir_spark_jobs.{task}"
+        parent = event["run"]["facets"]["parent"]
+        assert (parent["job"]["namespace"], parent["job"]["name"]) == (
+            "fhir_e2e",
+            f"fhir_batch_pipeline.{task}",
+        )
+        assert parent["root"]["job"]["name"] == "fhir_batch_pipeline"
+
+    def tables(layer: str) -> set[str]:
+        return {str(p) for p in (lakehouse / layer).iterdir()}
+
+    bronze, silver, gold = (batch[t] for t in ("bronze_ingest", "silver_normalize", "gold_aggregate"))
+    assert str(landing / "daily_extract" / RUN_DAY.isoformat()) in paths(bronze, "inputs")
+    assert str(lakehouse / "bronze" / "fhir_raw") in paths(bronze, "outputs")
+    assert paths(bronze, "outputs") <= tables("bronze")
+    assert paths(silver, "outputs") == tables("silver")  # the user's view too
+    assert paths(silver, "inputs") & paths(bronze, "outputs")
+    assert paths(gold, "outputs") == tables("gold") - {str(lakehouse / "gold" / "risk_scores")}
+    assert paths(gold, "inputs") and paths(gold, "inputs") <= tables("silver")
+    assert paths(batch["quality_gate"], "outputs") == set()
+
+    ml = job_runs(events, task_runs(events, "fhir_ml_training", ml_run))
+    train, score = ml["train_models"], ml["score_risk"]
+    assert paths(train, "inputs") & paths(gold, "outputs")
+    models = {d["name"]: d["facets"]["mlflowModelVersion"] for d in train["outputs"]}
+    client = mlflow.MlflowClient(tracking_uri=airflow.env["MLFLOW_TRACKING_URI"])
+    for dataset, facet in models.items():
+        version = client.get_model_version(facet["name"], facet["version"])
+        assert dataset == f"{facet['name']}/{facet['version']}" and version.run_id == facet["runId"]
+    assert {m["name"] for m in models.values()} == {"fhir_diabetes_risk", "fhir_readmission_30d"}
+    assert {d["name"] for d in score["inputs"] if d["namespace"] == "mlflow"} == set(models)
+    assert paths(score, "outputs") == {str(lakehouse / "gold" / "risk_scores")}

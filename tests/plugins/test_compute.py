@@ -15,6 +15,7 @@ import sys
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,7 +27,7 @@ from fhir_pipeline.compute import PermanentJobFailure, SparkJobOperator, databri
 from fhir_pipeline.provider_internals import spark_submit_command
 from fhir_pipeline.tasks import retry_policy
 
-from fhir_contract import JVM_OPTIONS, class_archive_option
+from fhir_contract import JVM_OPTIONS, LINEAGE_PARENT_ENV, LINEAGE_ROOT_PARENT_ENV, class_archive_option
 from tests.conftest import fake_spark_submit
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,6 +158,21 @@ def test_the_driver_starts_off_the_repository_with_the_configured_archives(
     assert archives == [f"{compute.package_include()}#include", "/envs/executor.tar.gz#environment"]
 
 
+def test_the_job_gets_its_task_as_its_lineage_parent_through_its_environment(tmp_path, monkeypatch):
+    parents = {"parent": "ns/fhir_batch_pipeline.bronze_ingest/run-1", "root": "ns/fhir_batch_pipeline/run-0"}
+    monkeypatch.setattr(compute, "lineage_parents", lambda context: parents)
+    launch = tmp_path / "launch.json"
+    operator = SparkJobOperator(task_id="bronze_ingest", job="bronze_ingest", job_args=[])
+    operator._spark_binary = fake_spark_submit(tmp_path, exit_code=0, launch_file=launch)
+    operator.execute(context={})
+    env = json.loads(launch.read_text())["env"]
+    assert (env[LINEAGE_PARENT_ENV], env[LINEAGE_ROOT_PARENT_ENV]) == (parents["parent"], parents["root"])
+
+
+def test_no_lineage_parent_while_the_openlineage_provider_is_off():
+    assert compute.lineage_parents({}) == {}
+
+
 def test_retry_policy_fails_permanent_errors_at_once():
     policy = retry_policy()
     permanent = policy.evaluate(PermanentJobFailure("bad input"), try_number=1, max_tries=4, context={})
@@ -181,6 +197,7 @@ def test_databricks_backend_submits_the_exact_run_json(use_settings):
                     "python_file": "/Workspace/Repos/fhir-lakehouse/main/spark_jobs/silver_normalize.py",
                     "parameters": ["--lakehouse", "abfss://x", "--run-date", "{{ ds }}"],
                 },
+                "libraries": [{"pypi": {"package": f"openlineage-python=={version('openlineage-python')}"}}],
                 "timeout_seconds": 0,
             }
         ],
@@ -344,6 +361,18 @@ def test_databricks_run_succeeds_through_pending_running_terminated(databricks):
         "TERMINATED",
     ]
     assert context["ti"].xcom["run_id"] == 101
+
+
+def test_a_databricks_job_gets_its_task_as_its_lineage_parent(databricks, monkeypatch):
+    parents = {
+        "parent": "ns/fhir_batch_pipeline.silver_normalize/run-1",
+        "root": "ns/fhir_batch_pipeline/run-0",
+    }
+    monkeypatch.setattr(compute, "lineage_parents", lambda context: parents)
+    _run_through_lifecycle(spark_job("silver_normalize", run_date="2026-11-20"))
+    env = JobsApi.submitted[-1]["tasks"][0]["new_cluster"]["spark_env_vars"]
+    assert (env[LINEAGE_PARENT_ENV], env[LINEAGE_ROOT_PARENT_ENV]) == (parents["parent"], parents["root"])
+    assert env["FHIR_PHI_HASH_KEY"].startswith("{{secrets/")  # the cluster's own variables kept
 
 
 def _databricks_run(run_id: int):

@@ -3,6 +3,7 @@ the same exit statuses, each job's log streamed back to its caller."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -33,14 +34,14 @@ def job_server(spark):
     logging.getLogger().removeHandler(handler)
 
 
-def run(url: str, job: str, *args: str) -> tuple[int | None, list[str]]:
+def run(url: str, job: str, *args: str, lineage: dict | None = None) -> tuple[int | None, list[str]]:
     logged = []
 
     class Log:
         def info(self, _format, line):
             logged.append(line)
 
-    with urllib.request.urlopen(job_request(url, job, list(args))) as response:
+    with urllib.request.urlopen(job_request(url, job, list(args), lineage)) as response:
         status = exit_status((raw.decode().rstrip("\n") for raw in response), Log())
     return status, logged
 
@@ -88,6 +89,36 @@ def test_the_task_ends_as_with_spark_submit(job_server, tmp_path):
     assert status == EXIT_SKIPPED and any("JobSkipped: no gold features yet" in line for line in logged), (
         logged
     )
+
+
+def test_a_job_is_a_lineage_child_of_the_task_its_request_names(job_server, tmp_path, monkeypatch):
+    events = tmp_path / "lineage.jsonl"
+    monkeypatch.setenv(
+        "OPENLINEAGE__TRANSPORT", json.dumps({"type": "file", "log_file_path": str(events), "append": True})
+    )
+    parent_run, root_run = "01938f2e-0000-7000-8000-00000000000a", "01938f2e-0000-7000-8000-00000000000b"
+    parents = {
+        "parent": f"ns/fhir_ml_training.train_models/{parent_run}",
+        "root": f"ns/fhir_ml_training/{root_run}",
+    }
+    lakehouse = str(tmp_path / "empty")
+    nothing_to_do = (
+        "--lakehouse",
+        lakehouse,
+        "--as-of",
+        RUN_DATE.isoformat(),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/mlflow.db",
+    )
+    status, logged = run(job_server, "train_models", *nothing_to_do, lineage=parents)
+    assert status == EXIT_SKIPPED, logged
+    [_, complete] = [json.loads(line) for line in events.read_text().splitlines()]
+    assert complete["eventType"] == "COMPLETE"  # nothing to do is no failure
+    assert complete["job"]["name"] == "fhir_spark_jobs.train_models"
+    parent = complete["run"]["facets"]["parent"]
+    assert (parent["job"]["name"], parent["run"]["runId"]) == ("fhir_ml_training.train_models", parent_run)
+    assert (parent["root"]["job"]["name"], parent["root"]["run"]["runId"]) == ("fhir_ml_training", root_run)
+    assert [d["name"] for d in complete["inputs"]] == []  # it stopped before reading gold
 
 
 def test_a_job_session_has_its_own_settings_and_hadoop_keys(spark):
