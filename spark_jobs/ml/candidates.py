@@ -10,7 +10,9 @@ from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.ml.feature import Imputer, StandardScaler, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
+from spark_jobs.ml.calibration import CALIBRATED_SCORE
 from spark_jobs.ml.labels import LABEL
 
 
@@ -46,7 +48,16 @@ def candidate_pipelines(features: list[str], seed: int) -> dict[str, Pipeline]:
 
 
 def scored(model: PipelineModel, rows: DataFrame) -> DataFrame:
-    return model.transform(rows).withColumn("score", vector_to_array("probability")[1])
+    """The model's predictions with `score`, the probability it serves (calibrated when
+    the model carries its calibration stage), and `raw_score`, its classifier's own."""
+    predictions = model.transform(rows).withColumn("raw_score", vector_to_array("probability")[1])
+    score = CALIBRATED_SCORE if CALIBRATED_SCORE in predictions.columns else "raw_score"
+    return predictions.withColumn("score", F.col(score))
+
+
+def classifier(model: PipelineModel):
+    """The fitted classifier of a candidate pipeline (before any calibration stage)."""
+    return next(stage for stage in reversed(model.stages) if hasattr(stage, "numClasses"))
 
 
 def auc(predictions: DataFrame) -> float:
@@ -94,7 +105,7 @@ def roc_points(rows) -> list[tuple[float, float]]:
 
 
 def feature_importances(model: PipelineModel, features: list[str]) -> dict[str, float]:
-    estimator = model.stages[-1]
+    estimator = classifier(model)
     if hasattr(estimator, "featureImportances"):
         values = estimator.featureImportances.toArray()
     else:  # logistic regression on standardised inputs: |coefficient|

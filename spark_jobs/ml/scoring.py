@@ -5,7 +5,9 @@ Loads `models:/<name>@champion` from MLflow and writes `gold/risk_scores`
 each declared model that has a champion (JobSkipped when none has, or gold is empty):
 - a model of chronic_disease_features scores every patient's row as of D;
 - a model of readmission_features scores each patient's latest discharge on or before D.
-Each row records the model version and the decision threshold it used.
+Each row records the model version and the decision threshold it used; its risk_score
+is the probability the model serves: calibrated, when training kept a calibration stage
+(spark_jobs/ml/calibration.py).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import datetime as dt
 import logging
 from functools import reduce
 
-from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -22,6 +23,7 @@ from fhir_contract import table_path
 from spark_jobs import lineage
 from spark_jobs.gold.tables import AsOf, gold_as_of, gold_slice
 from spark_jobs.lakehouse import JobSkipped, overwrite_slice
+from spark_jobs.ml.candidates import scored
 from spark_jobs.ml.datasets import as_doubles
 from spark_jobs.ml.registry import CHAMPION, champion_version
 from spark_jobs.ml.specs import model_specs
@@ -53,17 +55,14 @@ def score_rows(
 ) -> DataFrame:
     features = model_inputs(model)
     subject = F.col("encounter_id") if "encounter_id" in rows.columns else F.lit(None).cast("string")
-    scored = model.transform(as_doubles(rows, features)).withColumn(
-        "risk_score", vector_to_array("probability")[1]
-    )
-    return scored.select(
+    return scored(model, as_doubles(rows, features)).select(
         "patient_id_hashed",
         F.lit(as_of).alias("as_of_date"),
         F.lit(model_name).alias("model_name"),
         F.lit(version).alias("model_version"),
         F.lit(CHAMPION).alias("model_alias"),
-        "risk_score",
-        (F.col("risk_score") >= F.lit(threshold)).alias("risk_flag"),
+        F.col("score").alias("risk_score"),
+        (F.col("score") >= F.lit(threshold)).alias("risk_flag"),
         F.lit(threshold).alias("threshold"),
         subject.alias("subject_encounter_id"),
         F.current_timestamp().alias("scored_at"),

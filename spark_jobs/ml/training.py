@@ -1,6 +1,7 @@
 """Train, log and register one model in MLflow: the candidates compete on validation AUC,
-the winner is reported on test, and its registered version becomes `@champion` only
-when it beats the current champion on the same test rows. A model whose data cannot
+the winner is calibrated on validation when that lowers its test Brier score
+(calibration.py), it is reported on test, and its registered version becomes
+`@champion` only when it beats the current champion on the same test rows. A model whose data cannot
 train it is logged as a skipped run and counted (registry.record_not_retrained)."""
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from pyspark.sql import functions as F
 from spark_jobs import lineage
 from spark_jobs.lakehouse import run_concurrently
 from spark_jobs.ml import registry
+from spark_jobs.ml.calibration import brier_score, calibrated, reliability_curve
 from spark_jobs.ml.candidates import (
     auc,
     best_threshold,
     candidate_pipelines,
     classification_metrics,
+    classifier,
     feature_importances,
     roc_points,
     scored,
@@ -32,6 +35,7 @@ from spark_jobs.ml.candidates import (
 from spark_jobs.ml.charts import save_charts
 from spark_jobs.ml.datasets import Dataset, split_by_patient
 from spark_jobs.ml.labels import LABEL
+from spark_jobs.ml.model_card import SUBGROUP_COLUMNS, model_card
 from spark_jobs.ml.registry import CHAMPION
 
 log = logging.getLogger("fhir_lakehouse.train")
@@ -166,11 +170,19 @@ def train_and_register(
     fitted = {algorithm: model for algorithm, (model, _) in candidates.items()}
     validation_auc = {algorithm: score for algorithm, (_, score) in candidates.items()}
     algorithm = max(validation_auc, key=validation_auc.get)
-    model = fitted[algorithm]
+    options = {"uncalibrated": fitted[algorithm]}
+    options["calibrated"] = calibrated(options["uncalibrated"], splits["validation"])
+    kept_columns = ["score", LABEL, *[c for c in SUBGROUP_COLUMNS if c in dataset.features]]
+    test_scores = {k: scored(m, splits["test"]).select(kept_columns).collect() for k, m in options.items()}
+    brier = {k: brier_score(rows) for k, rows in test_scores.items()}
+    # Calibration stays when its probabilities are closer to the test outcomes.
+    kept = "calibrated" if brier["calibrated"] < brier["uncalibrated"] else "uncalibrated"
+    model, test_rows = options[kept], test_scores[kept]
+    calibration = "isotonic" if kept == "calibrated" else "none"
     threshold = best_threshold(scored(model, splits["validation"]))
-    test_rows = scored(model, splits["test"]).select("score", LABEL).collect()
     test_auc = auc(scored(model, splits["test"]))
-    metrics = {"auc": test_auc, **classification_metrics(test_rows, threshold)}
+    metrics = {"auc": test_auc, "brier": brier[kept], **classification_metrics(test_rows, threshold)}
+    reliability = {k: reliability_curve(rows) for k, rows in test_scores.items()}
     importances = feature_importances(model, dataset.features)
 
     with mlflow.start_run(run_name=f"{algorithm}_{dataset.model_name}_{as_of}") as run:
@@ -184,10 +196,11 @@ def train_and_register(
                 "outcome": "trained",
             }
         )
-        estimator = model.stages[-1]
+        estimator = classifier(model)
         mlflow.log_params(
             {
                 "algorithm": algorithm,
+                "calibration": calibration,
                 "as_of": str(as_of),
                 "seed": seed,
                 "threshold": threshold,
@@ -203,11 +216,15 @@ def train_and_register(
             }
         )
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        mlflow.log_metrics({f"test_brier_{k}": v for k, v in brier.items()})
         mlflow.log_metrics({f"validation_auc_{k}": v for k, v in validation_auc.items()})
         mlflow.log_metrics({f"feature_importance_{k}": v for k, v in importances.items()})
         with tempfile.TemporaryDirectory() as tmp:
             directory = Path(tmp)
-            save_charts(directory, roc_points(test_rows), importances, dataset.model_name)
+            save_charts(directory, roc_points(test_rows), importances, reliability, dataset.model_name)
+            (directory / "calibration.json").write_text(
+                json.dumps({"kept": kept, "test_brier": brier, "reliability": reliability}, indent=2)
+            )
             (directory / "feature_importance.json").write_text(json.dumps(importances, indent=2))
             (directory / "features.json").write_text(json.dumps(dataset.features, indent=2))
             mlflow.log_artifacts(tmp)
@@ -216,6 +233,23 @@ def train_and_register(
         )
         version = str(info.registered_model_version)
         lineage.wrote_model(dataset.model_name, version, run.info.run_id)
+        card = model_card(
+            model_name=dataset.model_name,
+            version=version,
+            as_of=str(as_of),
+            label_definition=dataset.description,
+            algorithm=algorithm,
+            sizes=sizes,
+            positives=positives,
+            data_versions=data_versions,
+            test_rows=test_rows,
+            threshold=threshold,
+            calibration=calibration,
+            brier=brier,
+            importances=importances,
+            seed=seed,
+        )
+        mlflow.log_text(card, "model_card.md")
         champion_version, champion_score = champion_auc(mlflow, client, dataset.model_name, splits["test"])
         promote = champion_score is None or test_auc > champion_score
         if promote:
@@ -247,7 +281,9 @@ def train_and_register(
         "algorithm": algorithm,
         "promoted": promote,
         "validation_auc": validation_auc,
+        "calibration": calibration,
         **{f"test_{k}": v for k, v in metrics.items()},
+        **{f"test_brier_{k}": v for k, v in brier.items()},
         "rows": sizes,
         "positives": positives,
     }

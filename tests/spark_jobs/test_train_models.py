@@ -63,6 +63,11 @@ def test_runs_record_metrics_artifacts_data_versions_and_governance_tags(trained
         run = client.get_run(result["run_id"])
         for metric in ("test_auc", "test_accuracy", "test_precision", "test_recall", "test_f1"):
             assert metric in run.data.metrics
+        # Calibrated on validation, kept only when it lowers the test Brier score.
+        brier = {k: run.data.metrics[f"test_brier_{k}"] for k in ("uncalibrated", "calibrated")}
+        kept = "calibrated" if run.data.params["calibration"] == "isotonic" else "uncalibrated"
+        assert brier[kept] == min(brier.values()) == run.data.metrics["test_brier"] == result["test_brier"]
+        assert result["calibration"] == run.data.params["calibration"]
         assert any(k.startswith("feature_importance_") for k in run.data.metrics)
         assert run.data.params["data_version_silver_observations_normalized"].isdigit()
         assert run.data.tags["hipaa_compliant"] == "true" and run.data.tags["phi_included"] == "false"
@@ -73,7 +78,13 @@ def test_runs_record_metrics_artifacts_data_versions_and_governance_tags(trained
             "feature_importance.png",
             "feature_importance.json",
             "features.json",
+            "reliability_curve.png",
+            "calibration.json",
+            "model_card.md",
         } <= artifacts
+        card = mlflow.artifacts.load_text(f"runs:/{result['run_id']}/model_card.md")
+        assert card.startswith(f"# {name} version {result['version']}\n")
+        assert f"| AUC | {result['test_auc']:.3f} |" in card and "| sex: female |" in card
         champion = client.get_model_version_by_alias(name, CHAMPION)
         assert str(champion.version) == result["version"]
 
