@@ -48,8 +48,9 @@ def candidate_pipelines(features: list[str], seed: int) -> dict[str, Pipeline]:
 
 
 def scored(model: PipelineModel, rows: DataFrame) -> DataFrame:
-    """The model's predictions with `score`, the probability it serves (calibrated when
-    the model carries its calibration stage), and `raw_score`, its classifier's own."""
+    """The model's predictions with `score`, its probability of the positive class
+    (calibrated when the model carries its calibration stage), and `raw_score`, its
+    classifier's own."""
     predictions = model.transform(rows).withColumn("raw_score", vector_to_array("probability")[1])
     score = CALIBRATED_SCORE if CALIBRATED_SCORE in predictions.columns else "raw_score"
     return predictions.withColumn("score", F.col(score))

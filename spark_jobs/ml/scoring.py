@@ -6,8 +6,8 @@ each declared model that has a champion (JobSkipped when none has, or gold is em
 - a model of chronic_disease_features scores every patient's row as of D;
 - a model of readmission_features scores each patient's latest discharge on or before D.
 Each row records the model version and the decision threshold it used; its risk_score
-is the probability the model serves: calibrated, when training kept a calibration stage
-(spark_jobs/ml/calibration.py).
+is the model's probability of the outcome: calibrated, when training kept a calibration
+stage (spark_jobs/ml/calibration.py).
 """
 
 from __future__ import annotations
