@@ -87,7 +87,7 @@ class AirflowClient:
                 DAGApi(self._login()).get_dag(dag_id, _request_timeout=30.0)
                 return
             except NotFoundException:
-                pass
+                pass  # not parsed yet: ask again until the deadline
             if time.monotonic() > deadline:
                 errors = self.import_errors()
                 raise TimeoutError(f"{dag_id} not parsed after {timeout}s; import errors: {errors}")
