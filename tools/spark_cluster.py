@@ -152,10 +152,13 @@ def daemon_environment(root: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free now (held together while picked, so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind((HOST, 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,23 @@ class Cluster:
 
     @classmethod
     def on_free_ports(cls, root: Path) -> Cluster:
-        return cls(root, free_port(), free_port(), tuple(free_port() for _ in range(WORKERS)))
+        master_port, master_webui_port, *worker_webui_ports = free_ports(2 + WORKERS)
+        return cls(root, master_port, master_webui_port, tuple(worker_webui_ports))
+
+    @classmethod
+    def start_on_free_ports(cls, root: Path, attempts: int = 3) -> Cluster:
+        """Start a cluster on free ports under root/attempt-N. A port free when picked can be
+        taken before the master binds it (another test's server): then try new ports."""
+        for attempt in range(1, attempts):
+            cluster = cls.on_free_ports(root / f"attempt-{attempt}")
+            try:
+                cluster.start()
+                return cluster
+            except PortTakenError as error:
+                print(f"{error}: trying other ports")
+        cluster = cls.on_free_ports(root / f"attempt-{attempts}")
+        cluster.start()
+        return cluster
 
     @property
     def master_url(self) -> str:
@@ -217,13 +236,28 @@ class Cluster:
                     pid_file.unlink()
         return alive
 
-    def alive_workers(self) -> int:
+    def master_state(self) -> dict | None:
+        """The master's JSON status page; None while nothing answers on its web UI port.
+        Raises PortTakenError when something else does."""
+        url = f"http://{HOST}:{self.master_webui_port}/json/"
         try:
-            url = f"http://{HOST}:{self.master_webui_port}/json/"
             with urllib.request.urlopen(url, timeout=5) as response:
-                state = json.load(response)
+                body = response.read()
         except OSError:
-            return 0
+            return None
+        try:
+            state = json.loads(body)
+        except ValueError:
+            state = {}
+        if state.get("url") != self.master_url:
+            raise PortTakenError(
+                f"{url} answers, but not as the master {self.master_url}: another process holds "
+                f"port {self.master_webui_port} or {self.master_port}; see {self.root}/logs/master.out"
+            )
+        return state
+
+    def alive_workers(self) -> int:
+        state = self.master_state() or {}
         return sum(1 for worker in state.get("workers", []) if worker.get("state") == "ALIVE")
 
     def start(self, timeout: float = 120.0) -> None:
@@ -269,7 +303,7 @@ class Cluster:
         self.pid_file(name).unlink(missing_ok=True)
 
     def _wait(self, ready, deadline: float, what: str, launched: list[str]) -> None:
-        while not ready():
+        while not self._ready(ready):
             if not set(launched) <= set(self.running()):
                 self.stop()
                 raise RuntimeError(f"a cluster process exited while waiting for {what}; see {self.root}/logs")
@@ -289,6 +323,17 @@ class Cluster:
                 time.sleep(0.2)
             _signal_group(pid, signal.SIGKILL)
             self.pid_file(name).unlink(missing_ok=True)
+
+    def _ready(self, ready) -> bool:
+        try:
+            return ready()
+        except PortTakenError:
+            self.stop()
+            raise
+
+
+class PortTakenError(RuntimeError):
+    """A port picked for the cluster was bound by another process before the cluster."""
 
 
 def _listening(port: int) -> bool:

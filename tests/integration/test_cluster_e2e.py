@@ -50,8 +50,7 @@ KILLED = f"worker-{KILLED_INDEX}"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     started = time.monotonic()
-    cluster = spark_cluster.Cluster.on_free_ports(tmp_path_factory.mktemp("cluster"))
-    cluster.start()
+    cluster = spark_cluster.Cluster.start_on_free_ports(tmp_path_factory.mktemp("cluster"))
     print(f"cluster up in {time.monotonic() - started:.1f}s")
     try:
         yield cluster
