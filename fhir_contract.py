@@ -75,7 +75,9 @@ JOB_ARGUMENTS: dict[str, frozenset[str]] = {
             "summary_out",
         }
     ),
-    "score_risk": frozenset({"lakehouse", "tracking_uri", "as_of"}),
+    "score_risk": frozenset(
+        {"lakehouse", "tracking_uri", "as_of", "drift_threshold", "drift_min_rows", "summary_out"}
+    ),
     "azure_ml_deploy": frozenset(
         {
             "tracking_uri",

@@ -16,10 +16,14 @@ UTC) on the newest gold:
    other jobs), when `AZUREML_SUBSCRIPTION_ID/RESOURCE_GROUP/WORKSPACE` are set
    (skipped otherwise).
 3. **score_risk** - every champion's scores per patient into `gold/risk_scores`,
-   also when training was skipped (skipped itself while no model has a champion).
+   also when training was skipped (skipped itself while no model has a champion),
+   and each model's drift from its training population (PSI per feature and of the
+   score) into `gold/model_monitoring`.
 4. **page_stale_champions** - pages on-call with what train_models' summary
    says: once when a model that has a champion went `ml.page_after_retrain_skips`
    training runs in a row without retraining.
+5. **page_drift** - pages on-call with what score_risk's summary says: once per
+   drift episode, when a model's population first reaches `ml.drift_psi_threshold`.
 
 **When it fails**: retries with capped exponential backoff, then pages on-call;
 a run unfinished `deadline_after_queued_minutes` after it was queued pages too.
@@ -38,8 +42,9 @@ from fhir_contract import job_summary_path
 batch, ml = settings().batch, settings().ml
 paths = storage()
 AS_OF = "{{ gold_event_as_of(triggering_asset_events) }}"
-# Where train_models writes what on-call should hear (fhir_contract.job_summary_path).
+# Where train_models and score_risk write what on-call should hear (fhir_contract.job_summary_path).
 TRAINING_SUMMARY = "{{ job_summary_path(lakehouse, 'train_models', run_id) }}"
+SCORING_SUMMARY = "{{ job_summary_path(lakehouse, 'score_risk', run_id) }}"
 
 with DAG(
     dag_id="fhir_ml_training",
@@ -78,6 +83,9 @@ with DAG(
         lakehouse=paths.lakehouse_uri,
         tracking_uri=paths.mlflow_tracking_uri,
         as_of=AS_OF,
+        drift_threshold=ml.drift_psi_threshold,
+        drift_min_rows=ml.drift_min_rows,
+        summary_out=SCORING_SUMMARY,
         trigger_rule="none_failed",
     )
 
@@ -88,4 +96,12 @@ with DAG(
 
         return page_job_summary("train_models", run_id)
 
+    @task
+    def page_drift(run_id=None):
+        """Page what score_risk's summary says: a population that moved from the training one."""
+        from fhir_pipeline.job_summaries import page_job_summary
+
+        return page_job_summary("score_risk", run_id)
+
     train >> [register_in_azure_ml, score, page_stale_champions()]
+    score >> page_drift()

@@ -148,6 +148,8 @@ class MlSettings(Section):
     schedule: Cron
     page_after_retrain_skips: int = Field(ge=1)
     min_labelled_rows: int = Field(ge=1)
+    drift_psi_threshold: float = Field(gt=0)
+    drift_min_rows: int = Field(ge=1)
 
 
 class StreamingSettings(Section):

@@ -1,8 +1,10 @@
 """Train, log and register one model in MLflow: the candidates compete on validation AUC,
 the winner is calibrated on validation when that lowers its test Brier score
 (calibration.py), it is reported on test, and its registered version becomes
-`@champion` only when it beats the current champion on the same test rows. A model whose data cannot
-train it is logged as a skipped run and counted (registry.record_not_retrained)."""
+`@champion` only when it beats the current champion on the same test rows. The
+distributions of the population it scores as of its training date are saved with it:
+the reference of scoring's drift checks (drift.py). A model whose data cannot train it
+is logged as a skipped run and counted (registry.record_not_retrained)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs import lineage
 from spark_jobs.lakehouse import run_concurrently
-from spark_jobs.ml import registry
+from spark_jobs.ml import drift, registry
 from spark_jobs.ml.calibration import brier_score, calibrated, reliability_curve
 from spark_jobs.ml.candidates import (
     auc,
@@ -184,6 +186,9 @@ def train_and_register(
     metrics = {"auc": test_auc, "brier": brier[kept], **classification_metrics(test_rows, threshold)}
     reliability = {k: reliability_curve(rows) for k, rows in test_scores.items()}
     importances = feature_importances(model, dataset.features)
+    reference = drift.reference_distribution(
+        drift.measured(scored(model, dataset.population), dataset.features)
+    )
 
     with mlflow.start_run(run_name=f"{algorithm}_{dataset.model_name}_{as_of}") as run:
         mlflow.set_tags(
@@ -228,6 +233,7 @@ def train_and_register(
             (directory / "feature_importance.json").write_text(json.dumps(importances, indent=2))
             (directory / "features.json").write_text(json.dumps(dataset.features, indent=2))
             mlflow.log_artifacts(tmp)
+        mlflow.log_dict(reference, drift.REFERENCE_ARTIFACT)
         info = mlflow.spark.log_model(
             model, "model", registered_model_name=dataset.model_name, pip_requirements=serving_requirements()
         )

@@ -142,6 +142,9 @@ def test_ml_training_runs_on_new_gold_data_and_weekly(bag):
     assert dag.timetable.timetable.expression == settings().ml.schedule
     downstream = {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}
     assert downstream["train_models"] == ["page_stale_champions", "register_in_azure_ml", "score_risk"]
+    assert downstream["score_risk"] == ["page_drift"]
+    score_args = dag.get_task("score_risk").application_args
+    assert score_args[score_args.index("--drift-threshold") + 1] == str(settings().ml.drift_psi_threshold)
     # Scoring and the retraining page run also when training had nothing to do (skipped).
     assert dag.get_task("score_risk").trigger_rule == "none_failed"
     assert dag.get_task("page_stale_champions").trigger_rule == "none_failed"

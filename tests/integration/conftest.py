@@ -56,6 +56,7 @@ TRAINING_SKIPPED = {
     "register_in_azure_ml": "skipped",
     "score_risk": "skipped",
     "page_stale_champions": "success",
+    "page_drift": "skipped",
 }
 
 

@@ -149,6 +149,7 @@ def test_gold_asset_event_starts_ml_training_which_scores_patients(spark, local,
         "register_in_azure_ml": "skipped",
         "score_risk": "success",
         "page_stale_champions": "success",
+        "page_drift": "success",
     }
     scores = read_table(spark, str(lakehouse / "gold" / "risk_scores")).filter(
         F.col("as_of_date") == F.lit(RUN_DAY)
@@ -272,7 +273,8 @@ def test_lineage_joins_the_landing_folder_to_the_models_through_every_table(
     assert paths(bronze, "outputs") <= tables("bronze")
     assert paths(silver, "outputs") == tables("silver")  # the user's view too
     assert paths(silver, "inputs") & paths(bronze, "outputs")
-    assert paths(gold, "outputs") == tables("gold") - {str(lakehouse / "gold" / "risk_scores")}
+    ml_tables = {str(lakehouse / "gold" / t) for t in ("risk_scores", "model_monitoring")}
+    assert paths(gold, "outputs") == tables("gold") - ml_tables
     assert paths(gold, "inputs") and paths(gold, "inputs") <= tables("silver")
     assert paths(batch["quality_gate"], "outputs") == set()
 
@@ -286,4 +288,4 @@ def test_lineage_joins_the_landing_folder_to_the_models_through_every_table(
         assert dataset == f"{facet['name']}/{facet['version']}" and version.run_id == facet["runId"]
     assert {m["name"] for m in models.values()} == {"fhir_diabetes_risk", "fhir_readmission_30d"}
     assert {d["name"] for d in score["inputs"] if d["namespace"] == "mlflow"} == set(models)
-    assert paths(score, "outputs") == {str(lakehouse / "gold" / "risk_scores")}
+    assert paths(score, "outputs") == ml_tables

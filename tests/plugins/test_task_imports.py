@@ -60,10 +60,11 @@ PROBE = textwrap.dedent(
         def xcom_push(self, key, value):
             pass
 
+    PAGE_TASKS = ("page_stale_champions", "page_drift")
     ran = []
     for dag in DagBag(dag_folder=sys.argv[3]).dags.values():
         for task in dag.tasks:
-            if task.task_id == "page_stale_champions":  # reads the summary train_models wrote
+            if task.task_id in PAGE_TASKS:  # each reads the summary its job wrote
                 task.python_callable(run_id="manual__probe")
                 ran.append(f"{dag.dag_id}.{task.task_id}")
                 continue
@@ -107,8 +108,9 @@ def test_a_spark_task_imports_no_spark_mlflow_or_job_module(backend, tmp_path):
         "fhir_batch_pipeline.silver_normalize",
         "fhir_ml_training.train_models",
         "fhir_ml_training.page_stale_champions",
+        "fhir_ml_training.page_drift",
     } <= set(report["ran"])
     assert report["loaded"] == [], f"{backend}: {report['loaded']}"
     # Each Spark task got as far as its request (spark-submit's stand-in binary posts nothing).
-    spark_tasks = len(report["ran"]) - 1  # all but page_stale_champions
+    spark_tasks = len(report["ran"]) - 2  # all but the two page tasks
     assert report["posted"] == (0 if backend == "spark_submit" else spark_tasks)

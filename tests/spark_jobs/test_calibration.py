@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from spark_jobs.ml.calibration import CALIBRATED_SCORE, brier_score, calibrated, reliability_curve
 from spark_jobs.ml.candidates import candidate_pipelines, classifier, scored
 from spark_jobs.ml.labels import LABEL
-from spark_jobs.ml.scoring import score_rows
+from spark_jobs.ml.scoring import predictions, score_rows
 
 
 def rows(*pairs: tuple[float, int]) -> list[Row]:
@@ -64,7 +64,9 @@ def test_the_isotonic_stage_is_no_worse_on_the_rows_it_was_fitted_on_and_keeps_t
 def test_scoring_serves_the_calibrated_probability(overconfident):
     model, frame = overconfident
     both = calibrated(model, frame)
-    served = score_rows(both, frame, model_name="m", version="1", threshold=0.5, as_of=dt.date(2026, 11, 20))
+    served = score_rows(
+        predictions(both, frame), model_name="m", version="1", threshold=0.5, as_of=dt.date(2026, 11, 20)
+    )
     expected = both.transform(frame).select("patient_id_hashed", CALIBRATED_SCORE)
     joined = served.join(expected, "patient_id_hashed")
     assert joined.filter(F.col("risk_score") != F.col(CALIBRATED_SCORE)).isEmpty()

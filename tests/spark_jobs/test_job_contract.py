@@ -32,6 +32,8 @@ VALUES = {
     "models": ["fhir_diabetes_risk"],
     "page_after_retrain_skips": "3",
     "summary_out": "/lakehouse/_job_summaries/train_models/run.json",
+    "drift_threshold": "0.3",
+    "drift_min_rows": "50",
     "model": ["fhir_diabetes_risk", "fhir_readmission_30d"],
     "subscription_id": "sub",
     "resource_group": "rg",

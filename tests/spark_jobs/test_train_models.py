@@ -3,16 +3,19 @@ Azure ML deployment calls, on generated data through the real pipeline."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
+from fhir_contract import job_summary_path
 from spark_jobs import azure_ml_deploy, score_risk, train_models
 from spark_jobs.lakehouse import JobSkipped, read_table
 from spark_jobs.ml import registry, scoring, train_job
 from spark_jobs.ml.azure_deploy import AzureMLTarget, deploy_champion
+from spark_jobs.ml.drift import SUBJECT as DRIFT_SUBJECT
 from spark_jobs.ml.registry import CHAMPION
 from spark_jobs.ml.specs import ModelSpecError, model_specs
 from spark_jobs.ml.stale_champions import SUBJECT
@@ -288,6 +291,81 @@ def test_scoring_uses_the_champions_there_are(spark, trained):
         F.col("as_of_date") == F.lit(as_of)
     )
     assert {r.model_name for r in scores.select("model_name").distinct().collect()} == {DIABETES_MODEL}
+
+
+def gold_on_three_days(spark, source: Path, as_of: dt.date, target: Path, shift: dict[int, tuple]) -> list:
+    """The model tables of `source` as of `as_of`, copied to `target` for the three days
+    after it; on day i, column shift[i][0] of chronic_disease_features is moved by shift[i][1]."""
+    days = [as_of + dt.timedelta(days=offset) for offset in (1, 2, 3)]
+    for table in ("chronic_disease_features", "readmission_features"):
+        rows = read_table(spark, str(source / "gold" / table)).filter(F.col("as_of_date") == F.lit(as_of))
+        for index, day in enumerate(days):
+            copy = rows.withColumn("as_of_date", F.lit(day))
+            if table == "chronic_disease_features" and index in shift:
+                column, by = shift[index]
+                copy = copy.withColumn(column, F.col(column) + F.lit(by))
+            copy.write.format("delta").mode("append").partitionBy("as_of_date").save(
+                str(target / "gold" / table)
+            )
+    return days
+
+
+def test_a_shifted_feature_pages_on_call_once_per_drift_episode(
+    spark, trained, tmp_path, monkeypatch, http_receiver
+):
+    """Three daily scoring runs, each paging what its summary says through the notifier
+    factory to a local Slack webhook: the population the models were trained as of (no
+    drift), then twice with every diabetes patient 40 years older. The first shifted run begins the
+    episode and pages once, the second continues it and pages nobody; gold/model_monitoring
+    records every measure of every run, the readmission model (unshifted) never drifts."""
+    from fhir_pipeline import config
+    from fhir_pipeline.job_summaries import page_job_summary
+
+    source, as_of, tracking_uri, _ = trained
+    lakehouse = tmp_path / "lakehouse"
+    days = gold_on_three_days(spark, source, as_of, lakehouse, {1: ("age_years", 40), 2: ("age_years", 40)})
+    monkeypatch.setenv("FHIR_LAKEHOUSE_URI", str(lakehouse))
+    monkeypatch.setenv("FHIR__ALERTS__CHANNELS", "slack")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SLACK_DEFAULT",
+        json.dumps({"conn_type": "slackwebhook", "password": http_receiver.url("/services/T0/B0/X")}),
+    )
+    config.settings.cache_clear()
+    paged = []
+    try:
+        for day in days:
+            run_id = f"scheduled__{day}T04:00:00+00:00"
+            summary = job_summary_path(str(lakehouse), "score_risk", run_id)
+            argv = ["--lakehouse", str(lakehouse), "--tracking-uri", tracking_uri, "--as-of", str(day)]
+            score_risk.main([*argv, "--summary-out", summary], spark)
+            paged.append(page_job_summary("score_risk", run_id))
+    finally:
+        config.settings.cache_clear()
+
+    monitored = read_table(spark, str(lakehouse / "gold" / "model_monitoring"))
+    drifting = {
+        (r.as_of_date, r.model_name, r.measure, r.drifting_since)
+        for r in monitored.filter("drifted").collect()
+    }
+    psi = {(r.as_of_date, r.model_name, r.measure): r.psi for r in monitored.collect()}
+    assert paged == [[], [DRIFT_SUBJECT.format(model=DIABETES_MODEL)], []], drifting
+    [post] = http_receiver.received
+    assert "POPULATION DRIFT fhir_diabetes_risk" in post["body"] and "age_years PSI" in post["body"]
+    # Only the diabetes model drifts, by the shifted feature (and the scores it moves).
+    assert {(d, m) for d, m, *_ in drifting} == {(days[1], DIABETES_MODEL), (days[2], DIABETES_MODEL)}
+    assert {measure for _, _, measure, _ in drifting} <= {"age_years", "risk_score"}
+    assert {(d, measure, since) for d, _, measure, since in drifting if measure == "age_years"} == {
+        (days[1], "age_years", days[1]),
+        (days[2], "age_years", days[1]),
+    }
+    measures = {name: len(spec.features) + 1 for name, spec in model_specs().items()}  # and the score
+    per_run = monitored.groupBy("as_of_date", "model_name").count().collect()
+    assert sorted((r.as_of_date, r.model_name, r["count"]) for r in per_run) == sorted(
+        (day, name, count) for day in days for name, count in measures.items()
+    )
+    assert psi[(days[1], DIABETES_MODEL, "age_years")] > 1.0
+    # Day 0 scores the population the models were trained as of: it has not moved at all.
+    assert {v for (d, _, _), v in psi.items() if d == days[0]} == {0.0}
 
 
 class _Poller:
