@@ -165,7 +165,9 @@ def overwrite_slice(
     """Atomically replace the rows matching `slice_condition` with `df`.
 
     Creates the table on first write. Rows of `df` must all satisfy the
-    condition (Delta enforces it), so other slices are never touched.
+    condition (Delta enforces it), so other slices are never touched. A column
+    `df` adds is added to the table (other slices read it as null); a column whose
+    type changed is refused.
     - `rebalance=False` skips `partitioned()`'s shuffle, for rows that are
       already grouped by partition value where they are;
     - `stats_columns`, when given, are the only columns a table created here
@@ -175,7 +177,8 @@ def overwrite_slice(
     writer = (partitioned(df, partition_by) if rebalance else df).write.format("delta")
     if stats_columns:
         writer = writer.option(STATS_COLUMNS_PROPERTY, ",".join(stats_columns))
-    writer.mode("overwrite").option("replaceWhere", slice_condition).partitionBy(*partition_by).save(path)
+    writer = writer.mode("overwrite").option("replaceWhere", slice_condition).option("mergeSchema", "true")
+    writer.partitionBy(*partition_by).save(path)
 
 
 def append(

@@ -7,7 +7,8 @@ each declared model that has a champion (JobSkipped when none has, or gold is em
 - a model of readmission_features scores each patient's latest discharge on or before D.
 Each row records the model version and the decision threshold it used; its risk_score
 is the model's probability of the outcome: calibrated, when training kept a calibration
-stage (spark_jobs/ml/calibration.py).
+stage (spark_jobs/ml/calibration.py); its reasons are the three features that moved it
+most, with their values and log-odds contributions (reasons.py).
 
 The same run measures each model's drift from its training population into
 gold/model_monitoring (monitoring.py) and, given a summary path, writes there the page
@@ -30,6 +31,7 @@ from spark_jobs.lakehouse import JobSkipped, overwrite_slice, write_job_summary
 from spark_jobs.ml import monitoring
 from spark_jobs.ml.candidates import scored
 from spark_jobs.ml.datasets import as_doubles, scored_subjects
+from spark_jobs.ml.reasons import REASONS_COLUMN, explaining, with_reasons
 from spark_jobs.ml.registry import CHAMPION, champion_version
 from spark_jobs.ml.specs import model_specs
 
@@ -42,8 +44,11 @@ def model_inputs(model) -> list[str]:
 
 
 def predictions(model, rows: DataFrame) -> DataFrame:
-    """The model's predictions (`score`) for rows, its features read as doubles."""
-    return scored(model, as_doubles(rows, model_inputs(model)))
+    """The model's predictions (`score`) for rows, its features read as doubles, with
+    each row's reasons (reasons.py)."""
+    features = model_inputs(model)
+    model = explaining(model)
+    return with_reasons(model, scored(model, as_doubles(rows, features)), features)
 
 
 def score_rows(
@@ -60,6 +65,7 @@ def score_rows(
         F.col("score").alias("risk_score"),
         (F.col("score") >= F.lit(threshold)).alias("risk_flag"),
         F.lit(threshold).alias("threshold"),
+        F.col(REASONS_COLUMN).alias("reasons"),
         subject.alias("subject_encounter_id"),
         F.current_timestamp().alias("scored_at"),
     )

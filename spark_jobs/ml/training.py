@@ -43,7 +43,9 @@ from spark_jobs.ml.registry import CHAMPION
 log = logging.getLogger("fhir_lakehouse.train")
 
 # What serving a logged model imports (the packages MLflow's inference finds).
-SERVING_PACKAGES = ("mlflow", "numpy", "pandas", "pyspark", "pyspark-client", "scipy")
+SERVING_PACKAGES = ("mlflow", "numpy", "pandas", "pyspark", "pyspark-client", "scipy", "xgboost-cpu")
+# The classifier's parameters logged to MLflow (logistic regression's, XGBoost's).
+LOGGED_HYPERPARAMETERS = ("maxIter", "regParam", "n_estimators", "max_depth", "learning_rate")
 GOVERNANCE_TAGS = {
     "hipaa_compliant": "true",
     "data_source": "fhir_gold_layer",
@@ -215,7 +217,7 @@ def train_and_register(
                 **{
                     f"param_{p.name}": v
                     for p, v in estimator.extractParamMap().items()
-                    if p.name in ("numTrees", "maxDepth", "maxIter", "regParam", "stepSize")
+                    if p.name in LOGGED_HYPERPARAMETERS
                 },
                 **{f"data_version_{table}": version for table, version in data_versions.items()},
             }

@@ -9,7 +9,14 @@ import pytest
 
 from fhir_contract import EXIT_PERMANENT, EXIT_SKIPPED, PERMANENT_ERROR_PREFIX, SKIPPED_ERROR_PREFIX
 from spark_jobs.bronze.landing import LandingError
-from spark_jobs.lakehouse import JobSkipped, PermanentJobError, run_concurrently, run_job
+from spark_jobs.lakehouse import (
+    JobSkipped,
+    PermanentJobError,
+    overwrite_slice,
+    read_table,
+    run_concurrently,
+    run_job,
+)
 
 
 def test_run_concurrently_returns_each_result_by_name_and_runs_side_by_side():
@@ -74,3 +81,20 @@ def test_on_databricks_a_job_ends_with_an_error_named_by_its_base_class(monkeypa
         run_job(_ending(error))
     assert f"{type(raised.value).__name__}: {raised.value}".startswith(prefix)
     assert str(raised.value) == str(error)
+
+
+def test_a_slice_with_a_new_column_adds_it_and_leaves_the_other_slices(spark, tmp_path):
+    """A release that adds a column (gold/risk_scores' reasons) writes into the existing table."""
+    path = str(tmp_path / "scores")
+    overwrite_slice(
+        spark.createDataFrame([("d1", 0.2)], "day string, score double"), path, "day = 'd1'", ["day"]
+    )
+    added = spark.createDataFrame([("d2", 0.4, "age")], "day string, score double, reason string")
+    overwrite_slice(added, path, "day = 'd2'", ["day"])
+    assert sorted(map(tuple, read_table(spark, path).select("day", "score", "reason").collect())) == [
+        ("d1", 0.2, None),
+        ("d2", 0.4, "age"),
+    ]
+    retyped = spark.createDataFrame([("d3", "high")], "day string, score string")
+    with pytest.raises(Exception, match="(?i)merge|incompatible|schema"):
+        overwrite_slice(retyped, path, "day = 'd3'", ["day"])

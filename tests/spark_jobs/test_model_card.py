@@ -50,7 +50,7 @@ def test_the_card_states_population_metrics_subgroups_calibration_and_limits():
         version="3",
         as_of="2026-11-20",
         label_definition="new diabetes within 365 days",
-        algorithm="gradient_boosted_trees",
+        algorithm="xgboost",
         sizes={"train": 180, "validation": 60, "test": 60},
         positives={"train": 60, "validation": 20, "test": 20},
         data_versions={"silver_patients_normalized": 4},

@@ -46,11 +46,7 @@ def test_both_models_train_with_test_auc_above_0_7(trained):
         result = results[name]
         assert result["test_auc"] > 0.7, (name, result)
         assert result["promoted"] and result["version"] == "1"
-        assert set(result["validation_auc"]) == {
-            "random_forest",
-            "gradient_boosted_trees",
-            "logistic_regression",
-        }
+        assert set(result["validation_auc"]) == {"xgboost", "logistic_regression"}
         assert result["algorithm"] == max(result["validation_auc"], key=result["validation_auc"].get)
         assert 0 < result["positives"]["test"] < result["rows"]["test"]
 
@@ -114,6 +110,12 @@ def test_champion_loads_by_alias_reads_its_declared_features_and_scores_every_pa
     scores = gold("risk_scores")
     bad = scores.filter(~F.col("risk_score").between(0, 1) | (F.col("model_version") != "1"))
     assert bad.count() == 0
+    # Every score carries its 3 reasons: features of its model, largest contribution first.
+    for name, spec in model_specs().items():
+        for row in scores.filter(F.col("model_name") == name).select("reasons").collect():
+            assert len(row.reasons) == 3 and {r.feature for r in row.reasons} <= set(spec.features), row
+            sizes = [abs(r.contribution) for r in row.reasons]
+            assert sizes == sorted(sizes, reverse=True)
 
 
 def _train(spark, trained, **options) -> dict:
