@@ -17,8 +17,8 @@ UTC) on the newest gold:
    (skipped otherwise).
 3. **score_risk** - every champion's scores per patient into `gold/risk_scores`,
    also when training was skipped (skipped itself while no model has a champion),
-   and each model's drift from its training population (PSI per feature and of the
-   score) into `gold/model_monitoring`.
+   and each model's drift from the population it scored when trained (PSI per
+   feature and of the score) into `gold/model_monitoring`.
 4. **page_stale_champions** - pages on-call with what train_models' summary
    says: once when a model that has a champion went `ml.page_after_retrain_skips`
    training runs in a row without retraining.
@@ -98,7 +98,7 @@ with DAG(
 
     @task
     def page_drift(run_id=None):
-        """Page what score_risk's summary says: a population that moved from the training one."""
+        """Page what score_risk's summary says: a population that moved since the model was trained."""
         from fhir_pipeline.job_summaries import page_job_summary
 
         return page_job_summary("score_risk", run_id)

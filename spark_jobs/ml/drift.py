@@ -1,16 +1,17 @@
-"""Drift: how far the population a model scores has moved from the one it was trained on.
+"""Drift: how far the population a model scores has moved since the model was trained.
 
 Training saves the reference with the model version (REFERENCE_ARTIFACT, in its MLflow
-run, since gold is rewritten and vacuumed): for each feature and for the score, the
-decile edges of the training split and the share of its rows in each bin, missing
-values being a bin of their own. Scoring bins the rows it scores on the same edges and
-compares the shares by the population stability index,
+run, since gold is rewritten and vacuumed): the population the model scores as of its
+training date (datasets.Dataset.population), for each feature and for the score the
+decile edges and the share of its rows in each bin, missing values being a bin of their
+own. Scoring bins the rows it scores on the same edges and compares the shares by the
+population stability index,
 PSI = sum over bins of (current - reference) * ln(current / reference), each share
 floored at SHARE_FLOOR. A measure drifts when its PSI reaches the threshold (by
 convention 0.1 is a moderate shift and 0.25 a major one) and both populations hold at
 least min_rows rows (PSI is noisy on fewer). A model drifts while any of its measures
 does: the run that finds it drifting after a run that did not starts an episode, and
-only that run pages on-call (drift_pages).
+only that run pages on-call (starts_episode, drift_page).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ SCORE_MEASURE = "risk_score"  # the score's measure, named as its gold/risk_scor
 SUBJECT = "[FHIR pipeline] population drift: {model}"
 MESSAGE = (
     "[FHIR pipeline] POPULATION DRIFT {model} v{version} as of {as_of}: the population scored has "
-    "moved from the one the model was trained on ({measures}; PSI threshold {threshold}). Scores are "
+    "moved from the one it scored when it was trained ({measures}; PSI threshold {threshold}). Scores are "
     "still written to gold/risk_scores; check the feeds behind these measures, then retrain. "
     "gold/model_monitoring holds every measure's PSI per run; this episode pages once."
 )

@@ -1,5 +1,5 @@
-"""The scoring run's drift checks (drift.py) against each champion's training
-population, kept per run in gold/model_monitoring: one row per as-of date, model and
+"""The scoring run's drift checks (drift.py) against the population each champion
+scored when it was trained, kept per run in gold/model_monitoring: one row per as-of date, model and
 measure (each feature, and the score as `risk_score`), with its PSI, the rows compared,
 the threshold, whether it drifts and since when. The previous run's rows there tell
 whether a drift is new (an episode begins: page) or goes on (no page)."""
